@@ -1,0 +1,86 @@
+//! What every stage binary's `status` subcommand does: read the stage's latest status from
+//! shared memory, or report that the stage is not running.
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::plane::{read_cstr, Plane, PlaneError, Stage, StageStatus, StatusReader};
+
+/// Why no status could be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The plane could not be opened.
+    #[error(transparent)]
+    Plane(#[from] PlaneError),
+    /// No fresh status arrived: the stage is not running.
+    #[error("{stage} is not running in pipeline `{pipeline}` (no status within {waited_ms} ms)")]
+    NotRunning {
+        /// Stage name.
+        stage: &'static str,
+        /// Pipeline name.
+        pipeline: String,
+        /// How long we waited.
+        waited_ms: u64,
+    },
+}
+
+/// Waits for a status of `stage` that is at most a few status intervals old.
+pub fn read_status(config: &Config, stage: Stage) -> Result<StageStatus, StatusError> {
+    let plane = Plane::open(&format!("{}-status", stage.name()), &config.pipeline)?;
+    let mut reader = StatusReader::new(&plane, stage)?;
+    let interval = config.pipeline.status_interval_ms;
+    let waited_ms = (interval * 4).max(1500);
+    let min_updated = crate::time::now_ns().saturating_sub(waited_ms * 1_000_000);
+    reader
+        .wait_fresh(min_updated, Duration::from_millis(waited_ms))
+        .ok_or(StatusError::NotRunning {
+            stage: stage.name(),
+            pipeline: config.pipeline.name.clone(),
+            waited_ms,
+        })
+}
+
+/// Human-readable status, one block.
+pub fn format_status(s: &StageStatus) -> String {
+    let mut out = format!(
+        "{} (pid {}): {}\n  messages {}  bytes {}  dropped {}  errors {}  corrupt {}\n  rate {:.1} msg/s  {:.1} MB/s  queue {}  segments {}  durable bytes {}\n",
+        Stage::from_u32(s.stage).map_or("unknown", Stage::name),
+        s.pid,
+        s.state().name(),
+        s.messages,
+        s.bytes,
+        s.dropped,
+        s.errors,
+        s.corrupt,
+        s.rate_msgs,
+        s.rate_bytes / 1e6,
+        s.queue_depth,
+        s.segments,
+        s.durable_bytes,
+    );
+    let detail = read_cstr(&s.detail);
+    if !detail.is_empty() {
+        out.push_str(&format!("  detail: {detail}\n"));
+    }
+    for r in s.robots() {
+        out.push_str(&format!(
+            "  robot {:<12} topics {:>3}  messages {:>10}  dropped {:>8}  {:>8.1} msg/s\n",
+            read_cstr(&r.name),
+            r.topic_count,
+            r.messages,
+            r.dropped,
+            r.rate_hz
+        ));
+    }
+    for t in s.topics() {
+        out.push_str(&format!(
+            "    {:<32} messages {:>10}  dropped {:>8}  last seq {:>10}  durable seq {:>10}\n",
+            read_cstr(&t.name),
+            t.messages,
+            t.dropped,
+            t.last_sequence,
+            t.durable_sequence
+        ));
+    }
+    out
+}

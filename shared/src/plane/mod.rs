@@ -1,0 +1,44 @@
+//! The iceoryx2 shared-memory plane: service names, the plain-data types that travel through
+//! shared memory, and helpers that open ports with explicit buffer, overflow and backpressure
+//! settings (see `docs/ARCHITECTURE.md`, "Services").
+
+mod ports;
+mod types;
+
+pub use ports::{clean_dead_nodes, service_exists, Plane, PlaneError, StatusReader};
+pub use types::*;
+
+/// Most robots one pipeline carries (slots in [`StageStatus`]).
+pub const MAX_ROBOTS: usize = 16;
+/// Topics listed in one [`StageStatus`].
+pub const MAX_STATUS_TOPICS: usize = 128;
+
+/// Names of the services of one pipeline, all under the pipeline's name.
+pub mod service_names {
+    use super::Stage;
+
+    /// Raw messages, ingest -> writer (publish-subscribe of `[u8]` with [`super::MessageHeader`]).
+    pub fn messages(pipeline: &str) -> String {
+        format!("{pipeline}/messages")
+    }
+    /// Wake-up events that go with `messages` (event service).
+    pub fn messages_wake(pipeline: &str) -> String {
+        format!("{pipeline}/messages/wake")
+    }
+    /// Topic announcements with history (`[u8]` JSON with [`super::TopicHeader`]).
+    pub fn topics(pipeline: &str) -> String {
+        format!("{pipeline}/topics")
+    }
+    /// The status of one stage ([`super::StageStatus`]).
+    pub fn status(pipeline: &str, stage: Stage) -> String {
+        format!("{pipeline}/status/{}", stage.name())
+    }
+    /// Control requests ([`super::ControlRequest`]).
+    pub fn control(pipeline: &str) -> String {
+        format!("{pipeline}/control")
+    }
+    /// Sealed-segment notices ([`super::SegmentNotice`]).
+    pub fn segments(pipeline: &str) -> String {
+        format!("{pipeline}/segments")
+    }
+}

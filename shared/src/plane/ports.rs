@@ -1,0 +1,415 @@
+//! Opening the pipeline's services with explicit settings. Every setting iceoryx2 defaults
+//! (buffer 2, safe overflow on, 8 subscribers, 2 publishers, 20 nodes, no history) is set here
+//! on purpose; both sides open a service through these helpers so the settings always match.
+
+use std::time::{Duration, Instant};
+
+use iceoryx2::node::NodeView;
+use iceoryx2::port::listener::Listener;
+use iceoryx2::port::notifier::Notifier;
+use iceoryx2::port::publisher::Publisher;
+use iceoryx2::port::subscriber::Subscriber;
+use iceoryx2::port::BackpressureAction;
+use iceoryx2::prelude::*;
+use iceoryx2::service::port_factory::{event, publish_subscribe};
+
+use super::service_names as names;
+use super::{ControlRequest, MessageHeader, SegmentNotice, Stage, StageStatus, TopicHeader};
+use crate::config::PipelineConfig;
+
+/// Shared-memory plane errors. They name the service and carry iceoryx2's reason.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaneError {
+    /// A node could not be created.
+    #[error("iceoryx2 node `{node}`: {reason}")]
+    Node {
+        /// Node name.
+        node: String,
+        /// iceoryx2's error.
+        reason: String,
+    },
+    /// A service or port could not be opened.
+    #[error("iceoryx2 service `{service}`: {reason}")]
+    Service {
+        /// Service name.
+        service: String,
+        /// iceoryx2's error.
+        reason: String,
+    },
+}
+
+fn svc_err(service: &str, e: impl std::fmt::Debug) -> PlaneError {
+    PlaneError::Service {
+        service: service.to_string(),
+        reason: format!("{e:?}"),
+    }
+}
+
+/// Publisher of raw messages.
+pub type MessagePublisher = Publisher<ipc::Service, [u8], MessageHeader>;
+/// Subscriber of raw messages.
+pub type MessageSubscriber = Subscriber<ipc::Service, [u8], MessageHeader>;
+/// Publisher of topic announcements.
+pub type TopicPublisher = Publisher<ipc::Service, [u8], TopicHeader>;
+/// Subscriber of topic announcements.
+pub type TopicSubscriber = Subscriber<ipc::Service, [u8], TopicHeader>;
+/// Publisher of a stage status.
+pub type StatusPublisher = Publisher<ipc::Service, StageStatus, ()>;
+/// Subscriber of a stage status.
+pub type StatusSubscriber = Subscriber<ipc::Service, StageStatus, ()>;
+/// Publisher of control requests.
+pub type ControlPublisher = Publisher<ipc::Service, ControlRequest, ()>;
+/// Subscriber of control requests.
+pub type ControlSubscriber = Subscriber<ipc::Service, ControlRequest, ()>;
+/// Publisher of sealed-segment notices.
+pub type SegmentPublisher = Publisher<ipc::Service, SegmentNotice, ()>;
+/// Subscriber of sealed-segment notices.
+pub type SegmentSubscriber = Subscriber<ipc::Service, SegmentNotice, ()>;
+
+const MAX_NODES: usize = 32;
+
+/// One process's attachment to a pipeline: an iceoryx2 node plus the pipeline settings.
+pub struct Plane {
+    node: Node<ipc::Service>,
+    cfg: PipelineConfig,
+}
+
+impl std::fmt::Debug for Plane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plane")
+            .field("pipeline", &self.cfg.name)
+            .finish()
+    }
+}
+
+/// Removes the iceoryx2 resources of processes that died without cleaning up. Returns how many
+/// dead nodes were removed.
+pub fn clean_dead_nodes() -> usize {
+    let mut removed = 0;
+    let result = Node::<ipc::Service>::list(Config::global_config(), |state| {
+        if let NodeState::Dead(view) = state {
+            let pid = view.details().as_ref().map(|d| d.process_id().value());
+            match view.try_remove_stale_resources() {
+                Ok(()) => {
+                    removed += 1;
+                    tracing::info!(?pid, "removed stale iceoryx2 resources of a dead process");
+                }
+                Err(e) => tracing::warn!(?pid, ?e, "could not remove stale iceoryx2 resources"),
+            }
+        }
+        CallbackProgression::Continue
+    });
+    if let Err(e) = result {
+        tracing::warn!(?e, "could not list iceoryx2 nodes");
+    }
+    removed
+}
+
+/// Whether a publish-subscribe service exists (used by tests and `status`).
+pub fn service_exists(name: &str) -> bool {
+    let Ok(sn) = ServiceName::new(name) else {
+        return false;
+    };
+    matches!(
+        ipc::Service::does_exist(
+            &sn,
+            Config::global_config(),
+            MessagingPattern::PublishSubscribe
+        ),
+        Ok(true)
+    )
+}
+
+impl Plane {
+    /// Cleans dead nodes, then creates this process's node `fleetrec-<stage>`. iceoryx2's own
+    /// signal handling is off: [`crate::shutdown`] installs ours.
+    pub fn open(stage_name: &str, cfg: &PipelineConfig) -> Result<Plane, PlaneError> {
+        set_log_level(LogLevel::Warn);
+        clean_dead_nodes();
+        let node_name = format!("fleetrec-{stage_name}");
+        let err = |e: &dyn std::fmt::Debug| PlaneError::Node {
+            node: node_name.clone(),
+            reason: format!("{e:?}"),
+        };
+        let name = NodeName::new(&node_name).map_err(|e| err(&e))?;
+        let node = NodeBuilder::new()
+            .name(&name)
+            .signal_handling_mode(SignalHandlingMode::Disabled)
+            .create::<ipc::Service>()
+            .map_err(|e| err(&e))?;
+        Ok(Plane {
+            node,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The pipeline settings.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.cfg
+    }
+
+    fn service_name(name: &str) -> Result<ServiceName, PlaneError> {
+        ServiceName::new(name).map_err(|e| svc_err(name, e))
+    }
+
+    /// The messages service (lossless up to a bounded wait, no history).
+    pub fn messages_service(
+        &self,
+    ) -> Result<publish_subscribe::PortFactory<ipc::Service, [u8], MessageHeader>, PlaneError> {
+        let name = names::messages(&self.cfg.name);
+        self.node
+            .service_builder(&Self::service_name(&name)?)
+            .publish_subscribe::<[u8]>()
+            .user_header::<MessageHeader>()
+            .enable_safe_overflow(false)
+            .subscriber_max_buffer_size(self.cfg.message_buffer)
+            .subscriber_max_borrowed_samples(4)
+            .history_size(0)
+            .max_publishers(8)
+            .max_subscribers(4)
+            .max_nodes(MAX_NODES)
+            .open_or_create()
+            .map_err(|e| svc_err(&name, e))
+    }
+
+    /// A message publisher whose `send` never waits longer than the configured backpressure
+    /// timeout for a full subscriber; what it cannot deliver it discards (the caller counts it).
+    pub fn message_publisher(&self) -> Result<MessagePublisher, PlaneError> {
+        let svc = self.messages_service()?;
+        let bound = Duration::from_micros(self.cfg.backpressure_timeout_us);
+        svc.publisher_builder()
+            .initial_max_slice_len(4096)
+            .allocation_strategy(AllocationStrategy::PowerOfTwo)
+            .max_loaned_samples(4)
+            .backpressure_strategy(BackpressureStrategy::DiscardData)
+            .set_backpressure_handler(move |info: &iceoryx2::port::BackpressureInfo| {
+                if info.elapsed_time < bound {
+                    BackpressureAction::Retry
+                } else {
+                    BackpressureAction::DiscardData
+                }
+            })
+            .create()
+            .map_err(|e| svc_err(&names::messages(&self.cfg.name), e))
+    }
+
+    /// A message subscriber with the configured buffer depth.
+    pub fn message_subscriber(&self) -> Result<MessageSubscriber, PlaneError> {
+        let svc = self.messages_service()?;
+        svc.subscriber_builder()
+            .buffer_size(self.cfg.message_buffer)
+            .create()
+            .map_err(|e| svc_err(&names::messages(&self.cfg.name), e))
+    }
+
+    fn wake_service(&self) -> Result<event::PortFactory<ipc::Service>, PlaneError> {
+        let name = names::messages_wake(&self.cfg.name);
+        self.node
+            .service_builder(&Self::service_name(&name)?)
+            .event()
+            .max_notifiers(16)
+            .max_listeners(8)
+            .max_nodes(MAX_NODES)
+            .open_or_create()
+            .map_err(|e| svc_err(&name, e))
+    }
+
+    /// Notifier that wakes message consumers.
+    pub fn wake_notifier(&self) -> Result<Notifier<ipc::Service>, PlaneError> {
+        self.wake_service()?
+            .notifier_builder()
+            .create()
+            .map_err(|e| svc_err(&names::messages_wake(&self.cfg.name), e))
+    }
+
+    /// Listener woken when messages were sent.
+    pub fn wake_listener(&self) -> Result<Listener<ipc::Service>, PlaneError> {
+        self.wake_service()?
+            .listener_builder()
+            .create()
+            .map_err(|e| svc_err(&names::messages_wake(&self.cfg.name), e))
+    }
+
+    fn topics_service(
+        &self,
+    ) -> Result<publish_subscribe::PortFactory<ipc::Service, [u8], TopicHeader>, PlaneError> {
+        let name = names::topics(&self.cfg.name);
+        self.node
+            .service_builder(&Self::service_name(&name)?)
+            .publish_subscribe::<[u8]>()
+            .user_header::<TopicHeader>()
+            .enable_safe_overflow(true)
+            .history_size(self.cfg.max_topics)
+            .subscriber_max_buffer_size(self.cfg.max_topics)
+            .max_publishers(8)
+            .max_subscribers(16)
+            .max_nodes(MAX_NODES)
+            .open_or_create()
+            .map_err(|e| svc_err(&name, e))
+    }
+
+    /// Publisher of topic announcements (with history for late subscribers).
+    pub fn topic_publisher(&self) -> Result<TopicPublisher, PlaneError> {
+        self.topics_service()?
+            .publisher_builder()
+            .initial_max_slice_len(16 * 1024)
+            .allocation_strategy(AllocationStrategy::PowerOfTwo)
+            .create()
+            .map_err(|e| svc_err(&names::topics(&self.cfg.name), e))
+    }
+
+    /// Subscriber of topic announcements; it receives the history of every known topic.
+    pub fn topic_subscriber(&self) -> Result<TopicSubscriber, PlaneError> {
+        self.topics_service()?
+            .subscriber_builder()
+            .buffer_size(self.cfg.max_topics)
+            .history_request(self.cfg.max_topics)
+            .create()
+            .map_err(|e| svc_err(&names::topics(&self.cfg.name), e))
+    }
+
+    fn status_service(
+        &self,
+        stage: Stage,
+    ) -> Result<publish_subscribe::PortFactory<ipc::Service, StageStatus, ()>, PlaneError> {
+        let name = names::status(&self.cfg.name, stage);
+        self.node
+            .service_builder(&Self::service_name(&name)?)
+            .publish_subscribe::<StageStatus>()
+            .enable_safe_overflow(true)
+            .history_size(1)
+            .subscriber_max_buffer_size(2)
+            .max_publishers(4)
+            .max_subscribers(16)
+            .max_nodes(MAX_NODES)
+            .open_or_create()
+            .map_err(|e| svc_err(&name, e))
+    }
+
+    /// Publisher of this stage's status (latest wins).
+    pub fn status_publisher(&self, stage: Stage) -> Result<StatusPublisher, PlaneError> {
+        self.status_service(stage)?
+            .publisher_builder()
+            .create()
+            .map_err(|e| svc_err(&names::status(&self.cfg.name, stage), e))
+    }
+
+    /// Subscriber of a stage's status.
+    pub fn status_subscriber(&self, stage: Stage) -> Result<StatusSubscriber, PlaneError> {
+        self.status_service(stage)?
+            .subscriber_builder()
+            .buffer_size(2)
+            .history_request(1)
+            .create()
+            .map_err(|e| svc_err(&names::status(&self.cfg.name, stage), e))
+    }
+
+    fn control_service(
+        &self,
+    ) -> Result<publish_subscribe::PortFactory<ipc::Service, ControlRequest, ()>, PlaneError> {
+        let name = names::control(&self.cfg.name);
+        self.node
+            .service_builder(&Self::service_name(&name)?)
+            .publish_subscribe::<ControlRequest>()
+            .enable_safe_overflow(true)
+            .history_size(0)
+            .subscriber_max_buffer_size(16)
+            .max_publishers(8)
+            .max_subscribers(16)
+            .max_nodes(MAX_NODES)
+            .open_or_create()
+            .map_err(|e| svc_err(&name, e))
+    }
+
+    /// Publisher of control requests.
+    pub fn control_publisher(&self) -> Result<ControlPublisher, PlaneError> {
+        self.control_service()?
+            .publisher_builder()
+            .create()
+            .map_err(|e| svc_err(&names::control(&self.cfg.name), e))
+    }
+
+    /// Subscriber of control requests.
+    pub fn control_subscriber(&self) -> Result<ControlSubscriber, PlaneError> {
+        self.control_service()?
+            .subscriber_builder()
+            .buffer_size(16)
+            .create()
+            .map_err(|e| svc_err(&names::control(&self.cfg.name), e))
+    }
+
+    fn segments_service(
+        &self,
+    ) -> Result<publish_subscribe::PortFactory<ipc::Service, SegmentNotice, ()>, PlaneError> {
+        let name = names::segments(&self.cfg.name);
+        self.node
+            .service_builder(&Self::service_name(&name)?)
+            .publish_subscribe::<SegmentNotice>()
+            .enable_safe_overflow(true)
+            .history_size(64)
+            .subscriber_max_buffer_size(64)
+            .max_publishers(4)
+            .max_subscribers(8)
+            .max_nodes(MAX_NODES)
+            .open_or_create()
+            .map_err(|e| svc_err(&name, e))
+    }
+
+    /// Publisher of sealed-segment notices.
+    pub fn segment_publisher(&self) -> Result<SegmentPublisher, PlaneError> {
+        self.segments_service()?
+            .publisher_builder()
+            .create()
+            .map_err(|e| svc_err(&names::segments(&self.cfg.name), e))
+    }
+
+    /// Subscriber of sealed-segment notices.
+    pub fn segment_subscriber(&self) -> Result<SegmentSubscriber, PlaneError> {
+        self.segments_service()?
+            .subscriber_builder()
+            .buffer_size(64)
+            .history_request(64)
+            .create()
+            .map_err(|e| svc_err(&names::segments(&self.cfg.name), e))
+    }
+}
+
+/// Reads the latest status of one stage (for `fleetrec-<stage> status`, tests, the viewer).
+pub struct StatusReader {
+    subscriber: StatusSubscriber,
+    latest: Option<StageStatus>,
+}
+
+impl StatusReader {
+    /// Subscribes to `stage`'s status.
+    pub fn new(plane: &Plane, stage: Stage) -> Result<StatusReader, PlaneError> {
+        Ok(StatusReader {
+            subscriber: plane.status_subscriber(stage)?,
+            latest: None,
+        })
+    }
+
+    /// Takes every pending status; returns the newest seen so far.
+    pub fn poll(&mut self) -> Option<&StageStatus> {
+        while let Ok(Some(sample)) = self.subscriber.receive() {
+            self.latest = Some(*sample.payload());
+        }
+        self.latest.as_ref()
+    }
+
+    /// Waits up to `timeout` for a status newer than `min_updated_ns`.
+    pub fn wait_fresh(&mut self, min_updated_ns: u64, timeout: Duration) -> Option<StageStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.poll() {
+                if s.updated_ns >= min_updated_ns {
+                    return Some(*s);
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
