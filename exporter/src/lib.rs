@@ -1,1 +1,1 @@
-
+//! fleetrec exporter stage: not built yet; its issue fills this crate.

@@ -31,13 +31,11 @@ pub fn read_status(config: &Config, stage: Stage) -> Result<StageStatus, StatusE
     let interval = config.pipeline.status_interval_ms;
     let waited_ms = (interval * 4).max(1500);
     let min_updated = crate::time::now_ns().saturating_sub(waited_ms * 1_000_000);
-    reader
-        .wait_fresh(min_updated, Duration::from_millis(waited_ms))
-        .ok_or(StatusError::NotRunning {
-            stage: stage.name(),
-            pipeline: config.pipeline.name.clone(),
-            waited_ms,
-        })
+    reader.wait_fresh(min_updated, Duration::from_millis(waited_ms)).ok_or(StatusError::NotRunning {
+        stage: stage.name(),
+        pipeline: config.pipeline.name.clone(),
+        waited_ms,
+    })
 }
 
 /// Human-readable status, one block.
@@ -83,4 +81,34 @@ pub fn format_status(s: &StageStatus) -> String {
         ));
     }
     out
+}
+
+/// The configuration file used when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
+
+/// Loads `path`, or [`DEFAULT_CONFIG_PATH`] if it exists, or the built-in defaults.
+pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, crate::config::ConfigError> {
+    match path {
+        Some(p) => Config::load(p),
+        None => {
+            let p = std::path::Path::new(DEFAULT_CONFIG_PATH);
+            if p.exists() {
+                Config::load(p)
+            } else {
+                Ok(Config::default())
+            }
+        }
+    }
+}
+
+/// What `fleetrec-<stage> status [--json]` prints, and its exit code (0 running, 1 not).
+pub fn status_command(config: &Config, stage: Stage, json: bool) -> (String, i32) {
+    match read_status(config, stage) {
+        Ok(s) if json => (s.to_json().to_string(), 0),
+        Ok(s) => (format_status(&s), 0),
+        Err(e) if json => {
+            (serde_json::json!({ "stage": stage.name(), "running": false, "error": e.to_string() }).to_string(), 1)
+        }
+        Err(e) => (format!("{e}"), 1),
+    }
 }

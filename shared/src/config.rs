@@ -100,7 +100,7 @@ impl Default for PipelineConfig {
 
 /// `compress` and `encryption` accept `false` or `"none"`; nothing else is implemented yet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "`false` or a name such as \"none\"")]
 pub enum Toggle {
     /// `true` / `false`
     Bool(bool),
@@ -198,10 +198,7 @@ pub struct IngestConfig {
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self {
-            source: IngestSource::Synthetic,
-            default_robot: "default".into(),
-        }
+        Self { source: IngestSource::Synthetic, default_robot: "default".into() }
     }
 }
 
@@ -302,22 +299,9 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of_offset(text, s.start));
-            let key = e
-                .span()
-                .and_then(|s| text.get(s.clone()))
-                .map(|k| k.trim().to_string());
-            let message = e
-                .message()
-                .lines()
-                .next()
-                .unwrap_or("invalid TOML")
-                .to_string();
-            ConfigError {
-                file: path.to_path_buf(),
-                line,
-                key: key.filter(|k| is_key(k)),
-                message,
-            }
+            let key = e.span().and_then(|s| key_at(text, s.start));
+            let message = e.message().lines().next().unwrap_or("invalid TOML").to_string();
+            ConfigError { file: path.to_path_buf(), line, key, message }
         })?;
         config.validate().map_err(|(key, message)| ConfigError {
             file: path.to_path_buf(),
@@ -334,15 +318,9 @@ impl Config {
         let p = &self.pipeline;
         if p.name.is_empty()
             || p.name.len() > 64
-            || !p
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return err(
-                "pipeline.name",
-                format!("`{}` must be 1..64 letters, digits, `-` or `_`", p.name),
-            );
+            return err("pipeline.name", format!("`{}` must be 1..64 letters, digits, `-` or `_`", p.name));
         }
         if p.status_interval_ms == 0 {
             return err("pipeline.status_interval_ms", "must be > 0".into());
@@ -366,10 +344,7 @@ impl Config {
         if s.wal_segment_size < 4096 || s.wal_segment_size > MAX_SEGMENT_SIZE {
             return err(
                 "storage.wal_segment_size",
-                format!(
-                    "{} is outside 4096..={MAX_SEGMENT_SIZE}",
-                    s.wal_segment_size
-                ),
+                format!("{} is outside 4096..={MAX_SEGMENT_SIZE}", s.wal_segment_size),
             );
         }
         if s.commit_interval_ms == 0 {
@@ -388,62 +363,37 @@ impl Config {
         if y.chunk_size < MIN_CHUNK_SIZE {
             return err(
                 "sync.chunk_size",
-                format!(
-                    "{} is below the S3 minimum part size {MIN_CHUNK_SIZE} (5 MiB)",
-                    y.chunk_size
-                ),
+                format!("{} is below the S3 minimum part size {MIN_CHUNK_SIZE} (5 MiB)", y.chunk_size),
             );
         }
         if y.bucket.is_empty() {
             return err("sync.bucket", "must not be empty".into());
         }
         if !(y.endpoint.starts_with("http://") || y.endpoint.starts_with("https://")) {
-            return err(
-                "sync.endpoint",
-                format!("`{}` must start with http:// or https://", y.endpoint),
-            );
+            return err("sync.endpoint", format!("`{}` must start with http:// or https://", y.endpoint));
         }
         if self.robots.len() > MAX_ROBOTS {
-            return err(
-                "robots",
-                format!(
-                    "{} robots configured, at most {MAX_ROBOTS}",
-                    self.robots.len()
-                ),
-            );
+            return err("robots", format!("{} robots configured, at most {MAX_ROBOTS}", self.robots.len()));
         }
         for (i, r) in self.robots.iter().enumerate() {
             if !valid_robot_name(&r.name) {
                 return err(
                     "robots.name",
-                    format!(
-                        "robot #{}: `{}` must be 1..31 letters, digits, `-` or `_`",
-                        i + 1,
-                        r.name
-                    ),
+                    format!("robot #{}: `{}` must be 1..31 letters, digits, `-` or `_`", i + 1, r.name),
                 );
             }
             if let Some(ns) = &r.namespace {
                 if !ns.starts_with('/') {
-                    return err(
-                        "robots.namespace",
-                        format!("robot `{}`: `{ns}` must start with `/`", r.name),
-                    );
+                    return err("robots.namespace", format!("robot `{}`: `{ns}` must start with `/`", r.name));
                 }
             }
         }
         if !valid_robot_name(&self.ingest.default_robot) {
-            return err(
-                "ingest.default_robot",
-                "must be 1..31 letters, digits, `-` or `_`".into(),
-            );
+            return err("ingest.default_robot", "must be 1..31 letters, digits, `-` or `_`".into());
         }
         let y = &self.synthetic;
         if self.robots.is_empty() && (y.robots == 0 || y.robots > MAX_ROBOTS) {
-            return err(
-                "synthetic.robots",
-                format!("{} is outside 1..={MAX_ROBOTS}", y.robots),
-            );
+            return err("synthetic.robots", format!("{} is outside 1..={MAX_ROBOTS}", y.robots));
         }
         if !(y.rate_scale > 0.0 && y.rate_scale.is_finite()) {
             return err("synthetic.rate_scale", "must be a positive number".into());
@@ -461,16 +411,10 @@ impl Config {
                 );
             }
             if !(t.rate_hz > 0.0 && t.rate_hz.is_finite()) {
-                return err(
-                    "synthetic.topics.rate_hz",
-                    format!("topic `{}`: must be a positive number", t.name),
-                );
+                return err("synthetic.topics.rate_hz", format!("topic `{}`: must be a positive number", t.name));
             }
             if t.name.is_empty() || t.name.starts_with('/') {
-                return err(
-                    "synthetic.topics.name",
-                    format!("`{}` must be a relative topic name", t.name),
-                );
+                return err("synthetic.topics.name", format!("`{}` must be a relative topic name", t.name));
             }
         }
         Ok(())
@@ -479,9 +423,7 @@ impl Config {
     /// The robots of this pipeline: the configured ones, or `robot1..robotN` for synthetic.
     pub fn robot_names(&self) -> Vec<String> {
         if self.robots.is_empty() {
-            (1..=self.synthetic.robots)
-                .map(|i| format!("robot{i}"))
-                .collect()
+            (1..=self.synthetic.robots).map(|i| format!("robot{i}")).collect()
         } else {
             self.robots.iter().map(|r| r.name.clone()).collect()
         }
@@ -489,19 +431,36 @@ impl Config {
 }
 
 fn valid_robot_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() < 32
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !n.is_empty() && n.len() < 32 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-fn is_key(k: &str) -> bool {
-    !k.is_empty() && k.len() < 80 && !k.contains('\n') && !k.contains('=')
+/// The dotted key (`section.key`, or the section of a header line) at a byte offset.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let line_no = line_of_offset(text, offset);
+    let mut section = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        let header = line
+            .strip_prefix("[[")
+            .and_then(|l| l.split("]]").next())
+            .or_else(|| line.strip_prefix('[').and_then(|l| l.split(']').next()));
+        if i + 1 == line_no {
+            if let Some(h) = header {
+                return Some(h.trim().to_string());
+            }
+            let (k, _) = line.split_once('=')?;
+            let k = k.trim().trim_matches('"');
+            return Some(if section.is_empty() { k.to_string() } else { format!("{section}.{k}") });
+        }
+        if let Some(h) = header {
+            section = h.trim().to_string();
+        }
+    }
+    None
 }
 
 fn line_of_offset(text: &str, offset: usize) -> usize {
-    text.get(..offset)
-        .map_or(1, |t| t.matches('\n').count() + 1)
+    text.get(..offset).map_or(1, |t| t.matches('\n').count() + 1)
 }
 
 /// Finds the line of `section.key` (or `section` for array tables) by a light scan of the text.
@@ -567,18 +526,16 @@ mod tests {
     fn unknown_key_names_key_and_line() {
         let e = parse("[storage]\npath = \"x\"\nwal_segmnt_size = 5\n").unwrap_err();
         assert_eq!(e.line, Some(3));
-        assert_eq!(e.key.as_deref(), Some("wal_segmnt_size"));
+        assert_eq!(e.key.as_deref(), Some("storage.wal_segmnt_size"));
         let s = e.to_string();
-        assert!(
-            s.starts_with("test.toml:3: key `wal_segmnt_size`: unknown field"),
-            "{s}"
-        );
+        assert!(s.starts_with("test.toml:3: key `storage.wal_segmnt_size`: unknown field"), "{s}");
         assert!(!s.contains('\n'));
     }
 
     #[test]
     fn wrong_type_names_line() {
         let e = parse("[sync]\nmax_retries = \"seven\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("sync.max_retries"));
         assert_eq!(e.line, Some(2), "{e}");
         assert!(e.message.contains("invalid type"), "{e}");
     }
@@ -588,10 +545,7 @@ mod tests {
         let e = parse("[pipeline]\nname = \"a\"\n[storage]\n\nwal_segment_size = 0\n").unwrap_err();
         assert_eq!(e.line, Some(5));
         assert_eq!(e.key.as_deref(), Some("storage.wal_segment_size"));
-        assert_eq!(
-            e.to_string(),
-            "test.toml:5: key `storage.wal_segment_size`: must be > 0"
-        );
+        assert_eq!(e.to_string(), "test.toml:5: key `storage.wal_segment_size`: must be > 0");
     }
 
     #[test]
@@ -616,13 +570,11 @@ mod tests {
 
     #[test]
     fn robots_array_and_bad_synthetic_type() {
-        let c = parse(
-            "[[robots]]\nname = \"alpha\"\n[[robots]]\nname = \"beta\"\nnamespace = \"/b\"\n",
-        )
-        .unwrap();
+        let c = parse("[[robots]]\nname = \"alpha\"\n[[robots]]\nname = \"beta\"\nnamespace = \"/b\"\n").unwrap();
         assert_eq!(c.robot_names(), vec!["alpha", "beta"]);
-        let e = parse("[synthetic]\nrobots = 2\n[[synthetic.topics]]\nname = \"x\"\ntype = \"foo/Bar\"\nrate_hz = 1.0\n")
-            .unwrap_err();
+        let e =
+            parse("[synthetic]\nrobots = 2\n[[synthetic.topics]]\nname = \"x\"\ntype = \"foo/Bar\"\nrate_hz = 1.0\n")
+                .unwrap_err();
         assert_eq!(e.key.as_deref(), Some("synthetic.topics.type"));
         assert_eq!(e.line, Some(5));
     }

@@ -15,11 +15,7 @@ extern "C" fn on_signal(_: nix::libc::c_int) {
 
 /// Installs the handler for SIGTERM and SIGINT.
 pub fn install() -> nix::Result<()> {
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
+    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
     for sig in [Signal::SIGTERM, Signal::SIGINT] {
         // SAFETY: the handler only performs an atomic store, which is async-signal-safe, and
         // it does not replace a handler that other code relies on (we install it at start).

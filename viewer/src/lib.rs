@@ -1,1 +1,1 @@
-
+//! fleetrec viewer stage: not built yet; its issue fills this crate.

@@ -39,10 +39,7 @@ pub enum PlaneError {
 }
 
 fn svc_err(service: &str, e: impl std::fmt::Debug) -> PlaneError {
-    PlaneError::Service {
-        service: service.to_string(),
-        reason: format!("{e:?}"),
-    }
+    PlaneError::Service { service: service.to_string(), reason: format!("{e:?}") }
 }
 
 /// Publisher of raw messages.
@@ -76,9 +73,7 @@ pub struct Plane {
 
 impl std::fmt::Debug for Plane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plane")
-            .field("pipeline", &self.cfg.name)
-            .finish()
+        f.debug_struct("Plane").field("pipeline", &self.cfg.name).finish()
     }
 }
 
@@ -110,37 +105,24 @@ pub fn service_exists(name: &str) -> bool {
     let Ok(sn) = ServiceName::new(name) else {
         return false;
     };
-    matches!(
-        ipc::Service::does_exist(
-            &sn,
-            Config::global_config(),
-            MessagingPattern::PublishSubscribe
-        ),
-        Ok(true)
-    )
+    matches!(ipc::Service::does_exist(&sn, Config::global_config(), MessagingPattern::PublishSubscribe), Ok(true))
 }
 
 impl Plane {
     /// Cleans dead nodes, then creates this process's node `fleetrec-<stage>`. iceoryx2's own
     /// signal handling is off: [`crate::shutdown`] installs ours.
     pub fn open(stage_name: &str, cfg: &PipelineConfig) -> Result<Plane, PlaneError> {
-        set_log_level(LogLevel::Warn);
+        set_log_level(LogLevel::Error);
         clean_dead_nodes();
         let node_name = format!("fleetrec-{stage_name}");
-        let err = |e: &dyn std::fmt::Debug| PlaneError::Node {
-            node: node_name.clone(),
-            reason: format!("{e:?}"),
-        };
+        let err = |e: &dyn std::fmt::Debug| PlaneError::Node { node: node_name.clone(), reason: format!("{e:?}") };
         let name = NodeName::new(&node_name).map_err(|e| err(&e))?;
         let node = NodeBuilder::new()
             .name(&name)
             .signal_handling_mode(SignalHandlingMode::Disabled)
             .create::<ipc::Service>()
             .map_err(|e| err(&e))?;
-        Ok(Plane {
-            node,
-            cfg: cfg.clone(),
-        })
+        Ok(Plane { node, cfg: cfg.clone() })
     }
 
     /// The pipeline settings.
@@ -216,23 +198,15 @@ impl Plane {
 
     /// Notifier that wakes message consumers.
     pub fn wake_notifier(&self) -> Result<Notifier<ipc::Service>, PlaneError> {
-        self.wake_service()?
-            .notifier_builder()
-            .create()
-            .map_err(|e| svc_err(&names::messages_wake(&self.cfg.name), e))
+        self.wake_service()?.notifier_builder().create().map_err(|e| svc_err(&names::messages_wake(&self.cfg.name), e))
     }
 
     /// Listener woken when messages were sent.
     pub fn wake_listener(&self) -> Result<Listener<ipc::Service>, PlaneError> {
-        self.wake_service()?
-            .listener_builder()
-            .create()
-            .map_err(|e| svc_err(&names::messages_wake(&self.cfg.name), e))
+        self.wake_service()?.listener_builder().create().map_err(|e| svc_err(&names::messages_wake(&self.cfg.name), e))
     }
 
-    fn topics_service(
-        &self,
-    ) -> Result<publish_subscribe::PortFactory<ipc::Service, [u8], TopicHeader>, PlaneError> {
+    fn topics_service(&self) -> Result<publish_subscribe::PortFactory<ipc::Service, [u8], TopicHeader>, PlaneError> {
         let name = names::topics(&self.cfg.name);
         self.node
             .service_builder(&Self::service_name(&name)?)
@@ -304,9 +278,7 @@ impl Plane {
             .map_err(|e| svc_err(&names::status(&self.cfg.name, stage), e))
     }
 
-    fn control_service(
-        &self,
-    ) -> Result<publish_subscribe::PortFactory<ipc::Service, ControlRequest, ()>, PlaneError> {
+    fn control_service(&self) -> Result<publish_subscribe::PortFactory<ipc::Service, ControlRequest, ()>, PlaneError> {
         let name = names::control(&self.cfg.name);
         self.node
             .service_builder(&Self::service_name(&name)?)
@@ -323,10 +295,7 @@ impl Plane {
 
     /// Publisher of control requests.
     pub fn control_publisher(&self) -> Result<ControlPublisher, PlaneError> {
-        self.control_service()?
-            .publisher_builder()
-            .create()
-            .map_err(|e| svc_err(&names::control(&self.cfg.name), e))
+        self.control_service()?.publisher_builder().create().map_err(|e| svc_err(&names::control(&self.cfg.name), e))
     }
 
     /// Subscriber of control requests.
@@ -338,9 +307,7 @@ impl Plane {
             .map_err(|e| svc_err(&names::control(&self.cfg.name), e))
     }
 
-    fn segments_service(
-        &self,
-    ) -> Result<publish_subscribe::PortFactory<ipc::Service, SegmentNotice, ()>, PlaneError> {
+    fn segments_service(&self) -> Result<publish_subscribe::PortFactory<ipc::Service, SegmentNotice, ()>, PlaneError> {
         let name = names::segments(&self.cfg.name);
         self.node
             .service_builder(&Self::service_name(&name)?)
@@ -357,10 +324,7 @@ impl Plane {
 
     /// Publisher of sealed-segment notices.
     pub fn segment_publisher(&self) -> Result<SegmentPublisher, PlaneError> {
-        self.segments_service()?
-            .publisher_builder()
-            .create()
-            .map_err(|e| svc_err(&names::segments(&self.cfg.name), e))
+        self.segments_service()?.publisher_builder().create().map_err(|e| svc_err(&names::segments(&self.cfg.name), e))
     }
 
     /// Subscriber of sealed-segment notices.
@@ -383,10 +347,7 @@ pub struct StatusReader {
 impl StatusReader {
     /// Subscribes to `stage`'s status.
     pub fn new(plane: &Plane, stage: Stage) -> Result<StatusReader, PlaneError> {
-        Ok(StatusReader {
-            subscriber: plane.status_subscriber(stage)?,
-            latest: None,
-        })
+        Ok(StatusReader { subscriber: plane.status_subscriber(stage)?, latest: None })
     }
 
     /// Takes every pending status; returns the newest seen so far.

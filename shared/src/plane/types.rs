@@ -61,13 +61,7 @@ pub enum Stage {
 
 impl Stage {
     /// All stages, in pipeline order.
-    pub const ALL: [Stage; 5] = [
-        Stage::Ingest,
-        Stage::Writer,
-        Stage::Uploader,
-        Stage::Exporter,
-        Stage::Viewer,
-    ];
+    pub const ALL: [Stage; 5] = [Stage::Ingest, Stage::Writer, Stage::Uploader, Stage::Exporter, Stage::Viewer];
 
     /// Lower-case name, as in binary and service names.
     pub fn name(self) -> &'static str {
@@ -396,9 +390,7 @@ impl ControlCommand {
     /// From the `u32` in shared memory.
     pub fn from_u32(v: u32) -> Option<ControlCommand> {
         use ControlCommand::*;
-        [Start, Pause, Resume, Stop, SplitSegment, SyncNow, Export]
-            .into_iter()
-            .find(|c| *c as u32 == v)
+        [Start, Pause, Resume, Stop, SplitSegment, SyncNow, Export].into_iter().find(|c| *c as u32 == v)
     }
 }
 

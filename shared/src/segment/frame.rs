@@ -48,9 +48,7 @@ pub enum FrameError {
         len: u32,
     },
     /// The CRC does not match.
-    #[error(
-        "record at offset {offset}: CRC mismatch, stored {stored:#010x}, computed {computed:#010x}"
-    )]
+    #[error("record at offset {offset}: CRC mismatch, stored {stored:#010x}, computed {computed:#010x}")]
     BadCrc {
         /// Frame offset.
         offset: u64,
@@ -88,11 +86,7 @@ pub fn encode_frame(out: &mut Vec<u8>, kind: u16, flags: u16, parts: &[&[u8]]) {
 pub fn decode_frame(buf: &[u8], offset: u64) -> Result<RecordRef<'_>, FrameError> {
     let have = buf.len() as u64;
     let Some(head) = buf.get(..FRAME_HEADER_LEN) else {
-        return Err(FrameError::Incomplete {
-            offset,
-            need: FRAME_HEADER_LEN as u64,
-            have,
-        });
+        return Err(FrameError::Incomplete { offset, need: FRAME_HEADER_LEN as u64, have });
     };
     let len = u32::from_le_bytes(le_arr(&head[0..4]));
     let kind = u16::from_le_bytes(le_arr(&head[4..6]));
@@ -110,19 +104,9 @@ pub fn decode_frame(buf: &[u8], offset: u64) -> Result<RecordRef<'_>, FrameError
     h.update(body);
     let computed = h.finalize();
     if computed != stored {
-        return Err(FrameError::BadCrc {
-            offset,
-            stored,
-            computed,
-            len,
-        });
+        return Err(FrameError::BadCrc { offset, stored, computed, len });
     }
-    Ok(RecordRef {
-        offset,
-        kind,
-        flags,
-        body,
-    })
+    Ok(RecordRef { offset, kind, flags, body })
 }
 
 #[cfg(test)]
@@ -154,17 +138,11 @@ mod tests {
 
     #[test]
     fn zeroes_and_truncation() {
-        assert!(matches!(
-            decode_frame(&[0u8; 64], 0),
-            Err(FrameError::NotARecord { .. })
-        ));
+        assert!(matches!(decode_frame(&[0u8; 64], 0), Err(FrameError::NotARecord { .. })));
         let mut out = Vec::new();
         encode_frame(&mut out, KIND_TOPIC, 0, &[b"hello"]);
         for n in 0..out.len() {
-            assert!(matches!(
-                decode_frame(&out[..n], 0),
-                Err(FrameError::Incomplete { .. })
-            ));
+            assert!(matches!(decode_frame(&out[..n], 0), Err(FrameError::Incomplete { .. })));
         }
     }
 }

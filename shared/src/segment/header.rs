@@ -109,14 +109,7 @@ mod tests {
     use super::*;
 
     fn sample() -> SegmentHeader {
-        SegmentHeader {
-            minor_version: 0,
-            flags: 0,
-            session_id: [7; 16],
-            created_ns: 1234,
-            segment_seq: 9,
-            robot_id: 2,
-        }
+        SegmentHeader { minor_version: 0, flags: 0, session_id: [7; 16], created_ns: 1234, segment_seq: 9, robot_id: 2 }
     }
 
     #[test]
@@ -129,24 +122,12 @@ mod tests {
     #[test]
     fn errors_are_precise() {
         let mut b = sample().encode();
-        assert_eq!(
-            SegmentHeader::decode(&b[..10]),
-            Err(HeaderError::Truncated { len: 10 })
-        );
+        assert_eq!(SegmentHeader::decode(&b[..10]), Err(HeaderError::Truncated { len: 10 }));
         b[6] = 2;
-        assert_eq!(
-            SegmentHeader::decode(&b),
-            Err(HeaderError::UnsupportedMajor { found: 2 })
-        );
+        assert_eq!(SegmentHeader::decode(&b), Err(HeaderError::UnsupportedMajor { found: 2 }));
         let mut b = sample().encode();
         b[33] ^= 1;
-        assert!(matches!(
-            SegmentHeader::decode(&b),
-            Err(HeaderError::BadCrc { .. })
-        ));
-        assert!(matches!(
-            SegmentHeader::decode(&[0u8; 64]),
-            Err(HeaderError::BadMagic { .. })
-        ));
+        assert!(matches!(SegmentHeader::decode(&b), Err(HeaderError::BadCrc { .. })));
+        assert!(matches!(SegmentHeader::decode(&[0u8; 64]), Err(HeaderError::BadMagic { .. })));
     }
 }

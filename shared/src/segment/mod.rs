@@ -11,8 +11,7 @@ mod summary;
 pub use frame::{decode_frame, encode_frame, FrameError, RecordRef};
 pub use header::{HeaderError, SegmentHeader};
 pub use record::{
-    encode_checkpoint, encode_footer, encode_message, encode_topic, Checkpoint, MessageRecord,
-    Record, RecordError,
+    encode_checkpoint, encode_footer, encode_message, encode_topic, Checkpoint, MessageRecord, Record, RecordError,
 };
 pub use scan::{scan, Corruption, ScanMode, ScanReport, Tail};
 pub use summary::{IndexEntry, SegmentManifest, SegmentSummary, SummaryBuilder, TopicSummary};

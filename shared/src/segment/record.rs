@@ -59,32 +59,17 @@ pub struct RecordError {
 impl<'a> Record<'a> {
     /// Parses the body of a framed record.
     pub fn decode(r: &RecordRef<'a>) -> Result<Record<'a>, RecordError> {
-        let err = |reason: String| RecordError {
-            offset: r.offset,
-            kind: r.kind,
-            reason,
-        };
+        let err = |reason: String| RecordError { offset: r.offset, kind: r.kind, reason };
         match r.kind {
             KIND_TOPIC => {
-                let json = r
-                    .body
-                    .get(8..)
-                    .ok_or_else(|| err("topic body shorter than 8 bytes".into()))?;
-                TopicInfo::from_json_bytes(json)
-                    .map(Record::Topic)
-                    .map_err(|e| err(format!("topic JSON: {e}")))
+                let json = r.body.get(8..).ok_or_else(|| err("topic body shorter than 8 bytes".into()))?;
+                TopicInfo::from_json_bytes(json).map(Record::Topic).map_err(|e| err(format!("topic JSON: {e}")))
             }
             KIND_MESSAGE => decode_message(r.body).map(Record::Message).ok_or_else(|| {
-                err(format!(
-                    "message body of {} bytes is inconsistent with its payload length",
-                    r.body.len()
-                ))
+                err(format!("message body of {} bytes is inconsistent with its payload length", r.body.len()))
             }),
             KIND_CHECKPOINT => {
-                let b = r
-                    .body
-                    .get(..16)
-                    .ok_or_else(|| err("checkpoint body shorter than 16 bytes".into()))?;
+                let b = r.body.get(..16).ok_or_else(|| err("checkpoint body shorter than 16 bytes".into()))?;
                 Ok(Record::Checkpoint(Checkpoint {
                     created_ns: u64::from_le_bytes(le_arr(&b[0..8])),
                     messages_before: u64::from_le_bytes(le_arr(&b[8..16])),
@@ -172,17 +157,9 @@ mod tests {
         encode_message(&mut out, &h, b"\x00\x01\x00\x00cdr");
         assert_eq!(out.len(), FRAME_HEADER_LEN + MESSAGE_FIXED_LEN + 7);
         let r = decode_frame(&out, 0).unwrap();
-        let Record::Message(m) = Record::decode(&r).unwrap() else {
-            panic!("not a message")
-        };
+        let Record::Message(m) = Record::decode(&r).unwrap() else { panic!("not a message") };
         assert_eq!(m.payload, b"\x00\x01\x00\x00cdr");
-        assert_eq!(
-            m.header,
-            MessageHeader {
-                payload_len: 7,
-                ..h
-            }
-        );
+        assert_eq!(m.header, MessageHeader { payload_len: 7, ..h });
     }
 
     #[test]
@@ -190,9 +167,6 @@ mod tests {
         let mut out = Vec::new();
         encode_frame(&mut out, 0x9000, 0, &[b"future"]);
         let r = decode_frame(&out, 0).unwrap();
-        assert_eq!(
-            Record::decode(&r).unwrap(),
-            Record::Unknown { kind: 0x9000 }
-        );
+        assert_eq!(Record::decode(&r).unwrap(), Record::Unknown { kind: 0x9000 });
     }
 }

@@ -87,32 +87,18 @@ pub fn scan(bytes: &[u8], mode: ScanMode) -> Result<ScanReport<'_>, HeaderError>
                             None => false,
                         };
                         if resyncs {
-                            corrupt.push(Corruption {
-                                offset: pos as u64,
-                                error,
-                            });
+                            corrupt.push(Corruption { offset: pos as u64, error });
                             pos = next;
                             continue;
                         }
                     }
                 }
-                break Tail::Torn {
-                    offset: valid_len,
-                    bytes: bytes.len() as u64 - valid_len,
-                    error,
-                };
+                break Tail::Torn { offset: valid_len, bytes: bytes.len() as u64 - valid_len, error };
             }
         }
     };
     let sealed = records.last().is_some_and(|r| r.kind == KIND_FOOTER);
-    Ok(ScanReport {
-        header,
-        records,
-        corrupt,
-        tail,
-        valid_len,
-        sealed,
-    })
+    Ok(ScanReport { header, records, corrupt, tail, valid_len, sealed })
 }
 
 #[cfg(test)]
@@ -134,11 +120,7 @@ mod tests {
         let mut out = h.encode().to_vec();
         let mut ends = vec![out.len() as u64];
         for seq in 1..=n {
-            let mh = MessageHeader {
-                topic_id: 1,
-                sequence: seq,
-                ..Default::default()
-            };
+            let mh = MessageHeader { topic_id: 1, sequence: seq, ..Default::default() };
             encode_message(&mut out, &mh, &vec![seq as u8; (seq % 50) as usize]);
             ends.push(out.len() as u64);
         }

@@ -107,14 +107,7 @@ impl SummaryBuilder {
     /// A builder for segment `segment_seq` of session `session_id`.
     pub fn new(segment_seq: u64, session_id: &[u8; 16]) -> Self {
         let session_id = session_id.iter().map(|b| format!("{b:02x}")).collect();
-        Self {
-            summary: SegmentSummary {
-                segment_seq,
-                session_id,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
+        Self { summary: SegmentSummary { segment_seq, session_id, ..Default::default() }, ..Default::default() }
     }
 
     fn topic_entry(&mut self, topic_id: u32, robot_id: u16) -> &mut TopicSummary {
@@ -154,10 +147,7 @@ impl SummaryBuilder {
         }
         s.last_ns = s.last_ns.max(h.receive_time_ns);
         if offset >= self.next_index_at {
-            s.index.push(IndexEntry {
-                offset,
-                receive_ns: h.receive_time_ns,
-            });
+            s.index.push(IndexEntry { offset, receive_ns: h.receive_time_ns });
             self.next_index_at = offset + INDEX_STRIDE;
         }
         let e = self.topic_entry(h.topic_id, h.robot_id);

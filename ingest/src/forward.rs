@@ -1,0 +1,291 @@
+//! The forwarding half shared by every source: topic announcements, message samples into
+//! shared memory, per-topic counters, and the ingest status.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use iceoryx2::port::notifier::Notifier;
+use iceoryx2::port::update_connections::UpdateConnections;
+use iceoryx2::prelude::{ipc, PortFactory as _};
+use iceoryx2::service::port_factory::publish_subscribe::PortFactory;
+use shared::plane::{
+    write_cstr, MessageHeader, Plane, PlaneError, Stage, StageState, StageStatus, TopicHeader, MAX_ROBOTS,
+    MAX_STATUS_TOPICS,
+};
+use shared::topic::TopicInfo;
+
+type MessageService = PortFactory<ipc::Service, [u8], MessageHeader>;
+type MessagePublisher = iceoryx2::port::publisher::Publisher<ipc::Service, [u8], MessageHeader>;
+type TopicPublisher = iceoryx2::port::publisher::Publisher<ipc::Service, [u8], TopicHeader>;
+type StatusPublisher = iceoryx2::port::publisher::Publisher<ipc::Service, StageStatus, ()>;
+
+/// Handle of an announced topic (index into the forwarder's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicHandle(usize);
+
+/// Why a message was not delivered. Small and `Copy`: the per-message path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardError {
+    /// No subscriber (writer absent) or a subscriber's buffer stayed full past the bound.
+    #[error("not delivered to {missed} subscriber(s)")]
+    NotDelivered {
+        /// Subscribers that did not get it.
+        missed: usize,
+    },
+    /// Larger than `pipeline.max_message_size`.
+    #[error("payload of {len} bytes exceeds max_message_size")]
+    TooLarge {
+        /// Payload length.
+        len: usize,
+    },
+    /// Shared memory could not provide a sample.
+    #[error("no shared-memory sample available")]
+    Loan,
+    /// The send itself failed.
+    #[error("send failed")]
+    Send,
+}
+
+#[derive(Debug)]
+struct TopicState {
+    info: TopicInfo,
+    sequence: u64,
+    messages: u64,
+    bytes: u64,
+    dropped: u64,
+    reported_error: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct RateWindow {
+    at_messages: u64,
+    at_bytes: u64,
+}
+
+/// Publishes messages and status for one ingest process.
+pub struct Forwarder {
+    service: MessageService,
+    publisher: MessagePublisher,
+    topic_publisher: TopicPublisher,
+    status_publisher: StatusPublisher,
+    notifier: Notifier<ipc::Service>,
+    robots: Vec<String>,
+    topics: Vec<TopicState>,
+    by_id: HashMap<u32, usize>,
+    session: u32,
+    max_message_size: usize,
+    status: StageStatus,
+    robot_windows: Vec<RateWindow>,
+    window: RateWindow,
+    window_start: Instant,
+    sent_since_wake: usize,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder").field("robots", &self.robots).field("topics", &self.topics.len()).finish()
+    }
+}
+
+impl Forwarder {
+    /// Opens the publishers. `robots` is the pipeline's robot list (index = robot id).
+    pub fn new(plane: &Plane, robots: Vec<String>) -> Result<Forwarder, PlaneError> {
+        let service = plane.messages_service()?;
+        let publisher = plane.message_publisher()?;
+        let topic_publisher = plane.topic_publisher()?;
+        let status_publisher = plane.status_publisher(Stage::Ingest)?;
+        let notifier = plane.wake_notifier()?;
+        let session = (shared::time::now_ns() as u32) ^ std::process::id().rotate_left(16);
+        let mut status = StageStatus::new(Stage::Ingest);
+        status.robot_count = robots.len().min(MAX_ROBOTS) as u32;
+        for (slot, name) in status.robots.iter_mut().zip(&robots) {
+            write_cstr(&mut slot.name, name);
+        }
+        Ok(Forwarder {
+            service,
+            publisher,
+            topic_publisher,
+            status_publisher,
+            notifier,
+            robot_windows: vec![RateWindow::default(); robots.len()],
+            robots,
+            topics: Vec::new(),
+            by_id: HashMap::new(),
+            session,
+            max_message_size: plane.config().max_message_size,
+            status,
+            window: RateWindow::default(),
+            window_start: Instant::now(),
+            sent_since_wake: 0,
+        })
+    }
+
+    /// This process's ingest session id (sequences restart with each session).
+    pub fn session(&self) -> u32 {
+        self.session
+    }
+
+    /// The robot list.
+    pub fn robots(&self) -> &[String] {
+        &self.robots
+    }
+
+    /// Registers a topic and announces it (with history, so late subscribers learn it). The
+    /// topic id is [`shared::topic::topic_id`]; a collision with another topic is resolved by
+    /// probing to the next free id.
+    pub fn announce(&mut self, robot_id: u16, name: &str, type_name: &str, definition: &str, qos: &str) -> TopicHandle {
+        let robot = self.robots.get(robot_id as usize).cloned().unwrap_or_default();
+        let mut id = shared::topic::topic_id(&robot, name, type_name);
+        while let Some(&idx) = self.by_id.get(&id) {
+            let t = &self.topics[idx].info;
+            if t.robot_id == robot_id && t.name == name && t.type_name == type_name {
+                return TopicHandle(idx);
+            }
+            tracing::warn!(topic = name, id, "topic id collision, probing");
+            id = id.wrapping_add(1);
+        }
+        let info = TopicInfo {
+            topic_id: id,
+            robot_id,
+            robot,
+            name: name.to_string(),
+            type_name: type_name.to_string(),
+            type_hash: String::new(),
+            encoding: "ros2msg".into(),
+            definition: definition.to_string(),
+            qos: qos.to_string(),
+        };
+        self.send_announcement(&info);
+        let idx = self.topics.len();
+        self.by_id.insert(id, idx);
+        tracing::info!(topic = name, type_name, id, robot_id, "announced topic");
+        self.topics.push(TopicState { info, sequence: 0, messages: 0, bytes: 0, dropped: 0, reported_error: false });
+        TopicHandle(idx)
+    }
+
+    fn send_announcement(&self, info: &TopicInfo) {
+        let json = info.to_json_bytes();
+        let result = self.topic_publisher.loan_slice_uninit(json.len()).map(|mut s| {
+            *s.user_header_mut() = TopicHeader { topic_id: info.topic_id, robot_id: info.robot_id, flags: 0 };
+            s.write_from_slice(&json).send()
+        });
+        if !matches!(result, Ok(Ok(_))) {
+            tracing::error!(topic = %info.name, ?result, "could not announce topic");
+        }
+    }
+
+    /// The topic info of a handle.
+    pub fn topic(&self, h: TopicHandle) -> Option<&TopicInfo> {
+        self.topics.get(h.0).map(|t| &t.info)
+    }
+
+    /// Forwards one message. Assigns the next sequence number of the topic (also when the
+    /// message is then dropped, so drops show as sequence gaps downstream too) and counts the
+    /// outcome. Never blocks longer than the configured backpressure bound.
+    pub fn forward(&mut self, h: TopicHandle, publish_time_ns: u64, payload: &[u8]) -> Result<u64, ForwardError> {
+        let Some(t) = self.topics.get_mut(h.0) else { return Err(ForwardError::Send) };
+        t.sequence += 1;
+        let header = MessageHeader {
+            topic_id: t.info.topic_id,
+            robot_id: t.info.robot_id,
+            flags: 0,
+            sequence: t.sequence,
+            receive_time_ns: shared::time::now_ns(),
+            publish_time_ns,
+            ingest_session: self.session,
+            payload_len: payload.len() as u32,
+        };
+        let result = if payload.len() > self.max_message_size {
+            Err(ForwardError::TooLarge { len: payload.len() })
+        } else {
+            let subscribers = self.service.dynamic_config().number_of_subscribers();
+            match self.publisher.loan_slice_uninit(payload.len()) {
+                Err(_) => Err(ForwardError::Loan),
+                Ok(mut sample) => {
+                    *sample.user_header_mut() = header;
+                    match sample.write_from_slice(payload).send() {
+                        Ok(delivered) if delivered >= subscribers && subscribers > 0 => Ok(header.sequence),
+                        Ok(delivered) => {
+                            Err(ForwardError::NotDelivered { missed: subscribers.max(1) - delivered.min(subscribers) })
+                        }
+                        Err(_) => Err(ForwardError::Send),
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(_) => {
+                t.messages += 1;
+                t.bytes += payload.len() as u64;
+                self.sent_since_wake += 1;
+            }
+            Err(e) => {
+                t.dropped += 1;
+                if !t.reported_error && !matches!(e, ForwardError::NotDelivered { .. }) {
+                    t.reported_error = true;
+                    tracing::error!(topic = %t.info.name, error = %e, "message dropped (counted; further drops of this topic are only counted)");
+                }
+            }
+        }
+        result
+    }
+
+    /// Wakes the consumers if messages were sent since the last wake. Call once per batch.
+    pub fn wake(&mut self) {
+        if self.sent_since_wake > 0 {
+            self.sent_since_wake = 0;
+            if let Err(e) = self.notifier.notify() {
+                tracing::warn!(?e, "wake notification failed");
+            }
+        }
+    }
+
+    /// Total dropped messages.
+    pub fn dropped(&self) -> u64 {
+        self.topics.iter().map(|t| t.dropped).sum()
+    }
+
+    /// Publishes the status with counters and rates, and lets late subscribers of the topic
+    /// announcements get the history.
+    pub fn publish_status(&mut self, state: StageState, detail: &str) {
+        if let Err(e) = self.topic_publisher.update_connections() {
+            tracing::warn!(?e, "topic publisher could not update connections");
+        }
+        let now = Instant::now();
+        let secs = now.duration_since(self.window_start).as_secs_f64().max(1e-3);
+        let s = &mut self.status;
+        s.set_state(state);
+        s.set_detail(detail);
+        s.updated_ns = shared::time::now_ns();
+        s.messages = self.topics.iter().map(|t| t.messages).sum();
+        s.bytes = self.topics.iter().map(|t| t.bytes).sum();
+        s.dropped = self.topics.iter().map(|t| t.dropped).sum();
+        s.rate_msgs = (s.messages - self.window.at_messages) as f64 / secs;
+        s.rate_bytes = (s.bytes - self.window.at_bytes) as f64 / secs;
+        self.window = RateWindow { at_messages: s.messages, at_bytes: s.bytes };
+        s.topic_count = self.topics.len().min(MAX_STATUS_TOPICS) as u32;
+        for (slot, t) in s.topics.iter_mut().zip(&self.topics) {
+            slot.topic_id = t.info.topic_id;
+            slot.robot_id = t.info.robot_id;
+            slot.messages = t.messages;
+            slot.bytes = t.bytes;
+            slot.dropped = t.dropped;
+            slot.last_sequence = t.sequence;
+            slot.ingest_session = self.session;
+            write_cstr(&mut slot.name, &t.info.name);
+        }
+        for (r, (slot, win)) in s.robots.iter_mut().zip(self.robot_windows.iter_mut()).enumerate() {
+            let of_robot = || self.topics.iter().filter(|t| t.info.robot_id as usize == r);
+            slot.messages = of_robot().map(|t| t.messages).sum();
+            slot.bytes = of_robot().map(|t| t.bytes).sum();
+            slot.dropped = of_robot().map(|t| t.dropped).sum();
+            slot.topic_count = of_robot().count() as u32;
+            slot.rate_hz = (slot.messages - win.at_messages) as f64 / secs;
+            *win = RateWindow { at_messages: slot.messages, at_bytes: slot.bytes };
+        }
+        self.window_start = now;
+        if let Err(e) = self.status_publisher.send_copy(*s) {
+            tracing::warn!(?e, "could not publish status");
+        }
+    }
+}
