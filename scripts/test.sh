@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it (CI calls this script from .ci/run).
+# Installs what it needs, then: format check, clippy (deny warnings), all tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+# Shell scripts are part of the product: check their syntax.
+for f in scripts/*.sh; do bash -n "$f"; done
+cargo test --workspace
