@@ -162,6 +162,31 @@ pub struct SyncConfig {
     pub chunk_size: u64,
     /// Retries per part before the segment waits for connectivity. Default `7`.
     pub max_retries: u32,
+    /// Region for request signing. Default `"us-east-1"`.
+    pub region: String,
+    /// First backoff delay in milliseconds (doubles per retry, with jitter). Default `200`.
+    pub retry_base_ms: u64,
+    /// Longest backoff delay in milliseconds. Default `30000`.
+    pub retry_cap_ms: u64,
+    /// Give up on a part after this many seconds of retrying, whatever `max_retries` says;
+    /// the segment then waits for the next connectivity probe. Default `120`.
+    pub retry_timeout_s: u64,
+    /// Seconds between connectivity probes while offline. Default `5`.
+    pub probe_interval_s: u64,
+    /// Seconds between directory rescans for sealed segments. Default `10`.
+    pub rescan_interval_s: u64,
+    /// Parts uploaded concurrently per segment. Default `2`.
+    pub concurrency: usize,
+    /// Upload bandwidth limit in bytes per second; `0` means unlimited. Default `0`.
+    pub bandwidth_limit: u64,
+    /// Directory of the upload journals. Default: `<storage.path>/.upload`.
+    pub state_dir: Option<PathBuf>,
+    /// AWS-style credentials file (`[default]` with `aws_access_key_id`, `aws_secret_access_key`).
+    /// Default: none (the `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` environment variables).
+    pub credentials_file: Option<PathBuf>,
+    /// Delete uploaded and verified segments, oldest first, while the recording file system is
+    /// fuller than this percentage; `0` turns retention off. Default `0`.
+    pub retention_max_disk_percent: u8,
 }
 
 impl Default for SyncConfig {
@@ -172,6 +197,17 @@ impl Default for SyncConfig {
             prefix: "fleet".into(),
             chunk_size: 16 * 1024 * 1024,
             max_retries: 7,
+            region: "us-east-1".into(),
+            retry_base_ms: 200,
+            retry_cap_ms: 30_000,
+            retry_timeout_s: 120,
+            probe_interval_s: 5,
+            rescan_interval_s: 10,
+            concurrency: 2,
+            bandwidth_limit: 0,
+            state_dir: None,
+            credentials_file: None,
+            retention_max_disk_percent: 0,
         }
     }
 }
@@ -365,6 +401,15 @@ impl Config {
                 "sync.chunk_size",
                 format!("{} is below the S3 minimum part size {MIN_CHUNK_SIZE} (5 MiB)", y.chunk_size),
             );
+        }
+        if y.concurrency == 0 {
+            return err("sync.concurrency", "must be > 0".into());
+        }
+        if y.retention_max_disk_percent > 99 {
+            return err("sync.retention_max_disk_percent", "must be 0 (off) or 1..=99".into());
+        }
+        if y.retry_base_ms == 0 || y.retry_cap_ms < y.retry_base_ms {
+            return err("sync.retry_cap_ms", "need 0 < retry_base_ms <= retry_cap_ms".into());
         }
         if y.bucket.is_empty() {
             return err("sync.bucket", "must not be empty".into());
