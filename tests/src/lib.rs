@@ -3,6 +3,8 @@
 //! are always stopped, with their iceoryx2 resources cleaned, whether the test passes or fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+pub mod s3;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
