@@ -1,0 +1,119 @@
+//! One segment file while the writer owns it: the physical side (`SegmentFile`: the file
+//! handle, how far it is durable, whether an I/O error poisoned it) and the logical side
+//! (`OpenSegment`: where the next record goes, its summary, which topics it has defined).
+//! Appends and syncs to the file go through io_uring (`crate::uring`); this module only
+//! creates, cuts back and names files.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use shared::segment::consts::{HEADER_LEN, MINOR_VERSION};
+use shared::segment::{SegmentHeader, SegmentSummary, SummaryBuilder};
+
+use crate::directory::segment_file_name;
+use crate::error::{io_err, Result};
+
+/// Header `robot_id` of a segment that may hold several robots.
+pub const MIXED_ROBOTS: u16 = u16::MAX;
+
+/// Why a segment file was given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileFailure {
+    /// The operation that failed (`write`, `fdatasync`, `directory fsync`).
+    pub(crate) op: &'static str,
+    /// Its errno.
+    pub(crate) errno: i32,
+}
+
+/// A segment file with batches not yet retired, or the one being filled.
+#[derive(Debug)]
+pub(crate) struct SegmentFile {
+    /// Segment sequence number.
+    pub(crate) seq: u64,
+    /// Path.
+    pub(crate) path: PathBuf,
+    /// The open file (shared with io_uring chains in flight).
+    pub(crate) file: Arc<File>,
+    /// End of the last batch whose fdatasync completed (0: nothing durable, not even the
+    /// header).
+    pub(crate) durable_len: u64,
+    /// A write or fdatasync of this file failed: it is never synced again.
+    pub(crate) failure: Option<FileFailure>,
+    /// The next batch submitted must also fsync the directory (new file entry).
+    pub(crate) needs_dir_sync: bool,
+    /// The footer's summary, once the sealing batch was built.
+    pub(crate) seal_summary: Option<SegmentSummary>,
+}
+
+impl SegmentFile {
+    /// Creates segment `seq` in `dir` (the file must not exist) and returns it with the header
+    /// bytes that must start the segment's first batch.
+    pub(crate) fn create(dir: &Path, seq: u64, session: &[u8; 16]) -> Result<(SegmentFile, [u8; HEADER_LEN])> {
+        let path = dir.join(segment_file_name(seq, session));
+        let file =
+            OpenOptions::new().write(true).create_new(true).open(&path).map_err(io_err("create segment", &path))?;
+        let header = SegmentHeader {
+            minor_version: MINOR_VERSION,
+            flags: 0,
+            session_id: *session,
+            created_ns: shared::time::now_ns(),
+            segment_seq: seq,
+            robot_id: MIXED_ROBOTS,
+        };
+        Ok((
+            SegmentFile {
+                seq,
+                path,
+                file: Arc::new(file),
+                durable_len: 0,
+                failure: None,
+                needs_dir_sync: true,
+                seal_summary: None,
+            },
+            header.encode(),
+        ))
+    }
+
+    /// Cuts the file back to its durable length and syncs the cut. Only for a file whose
+    /// syncs never failed (a file that hit ENOSPC, or was interrupted by another file's error).
+    pub(crate) fn cut_to_durable(&self) -> Result<()> {
+        self.file.set_len(self.durable_len).and_then(|()| self.file.sync_all()).map_err(io_err("ftruncate", &self.path))
+    }
+}
+
+/// Where the writer appends: the segment currently being filled.
+#[derive(Debug)]
+pub(crate) struct OpenSegment {
+    /// Segment sequence number.
+    pub(crate) seq: u64,
+    /// Bytes encoded so far (durable, in flight and batched): the offset of the next record.
+    pub(crate) len: u64,
+    /// Summary of every record so far.
+    pub(crate) summary: SummaryBuilder,
+    /// Topics whose definition this segment holds.
+    pub(crate) defined: HashSet<u32>,
+    /// Topics with messages in this segment but no known definition yet.
+    pub(crate) undefined: HashSet<u32>,
+    /// Message records so far.
+    pub(crate) messages: u64,
+    /// When the segment was opened (rotation by age).
+    pub(crate) opened: Instant,
+}
+
+impl OpenSegment {
+    /// A segment `seq` of `session` whose header was just encoded.
+    pub(crate) fn new(seq: u64, session: &[u8; 16]) -> OpenSegment {
+        OpenSegment {
+            seq,
+            len: HEADER_LEN as u64,
+            summary: SummaryBuilder::new(seq, session),
+            defined: HashSet::new(),
+            undefined: HashSet::new(),
+            messages: 0,
+            opened: Instant::now(),
+        }
+    }
+}
