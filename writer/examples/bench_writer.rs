@@ -1,0 +1,195 @@
+//! Writer benchmark, everything in ONE run on the same disk (`DIR`):
+//! - `dd if=/dev/zero bs=1M oflag=direct` (the disk's direct-write limit),
+//! - a plain `std::fs::File` writer (the same framed bytes, write + `sync_data` with the same
+//!   commit policy: every 5 ms or 8 MiB),
+//! - the fleetrec `SegmentWriter` (io_uring, group commit, default `[storage]` settings),
+//!
+//! for 64 B, 4 KiB, 64 KiB and 1 MiB records, as MB/s and ratios; then the durable latency
+//! (append -> covered by the durable watermark) p50/p99 at a paced 100 MB/s of 4 KiB messages.
+//!
+//! `cargo run --release -p writer --example bench_writer -- DIR [TOTAL_MIB]`
+//! (`scripts/bench-writer.sh` runs it together with the end-to-end ingest -> writer run.)
+
+// A benchmark program: printing its results and failing loudly are its job.
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use shared::plane::MessageHeader;
+use shared::segment::encode_message;
+use shared::topic::TopicInfo;
+use writer::{SegmentWriter, WriterOptions};
+
+const SIZES: [usize; 4] = [64, 4096, 65536, 1 << 20];
+
+fn topic() -> TopicInfo {
+    TopicInfo {
+        topic_id: 1,
+        robot_id: 0,
+        robot: "bench".into(),
+        name: "/bench/data".into(),
+        type_name: "std_msgs/msg/UInt8MultiArray".into(),
+        type_hash: String::new(),
+        encoding: "ros2msg".into(),
+        definition: String::new(),
+        qos: String::new(),
+    }
+}
+
+fn header(seq: u64) -> MessageHeader {
+    MessageHeader { topic_id: 1, sequence: seq, receive_time_ns: seq, ingest_session: 1, ..Default::default() }
+}
+
+/// MB/s of `dd if=/dev/zero of=DIR/dd.bin bs=1M count=TOTAL oflag=direct`.
+fn dd(dir: &Path, total_mib: u64) -> f64 {
+    let out = dir.join("dd.bin");
+    let start = Instant::now();
+    let status = std::process::Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", out.display()))
+        .args(["bs=1M", &format!("count={total_mib}"), "oflag=direct", "status=none"])
+        .status()
+        .expect("run dd");
+    assert!(status.success());
+    let secs = start.elapsed().as_secs_f64();
+    std::fs::remove_file(&out).ok();
+    (total_mib * 1024 * 1024) as f64 / 1e6 / secs
+}
+
+/// MB/s of payload through a plain File with the writer's commit policy: the same framed
+/// records, written in 256 KiB chunks, `sync_data` once 8 MiB are unsynced or 5 ms passed.
+fn std_file(dir: &Path, size: usize, total: u64) -> f64 {
+    let path = dir.join(format!("std-{size}.bin"));
+    let mut f = std::fs::File::create(&path).unwrap();
+    let payload = vec![0x5au8; size];
+    let n = (total / size as u64).max(1);
+    let mut buf = Vec::with_capacity(8 << 20);
+    let start = Instant::now();
+    let mut unsynced = 0usize;
+    let mut last_sync = Instant::now();
+    for seq in 1..=n {
+        encode_message(&mut buf, &header(seq), &payload);
+        if buf.len() >= 256 * 1024 {
+            f.write_all(&buf).unwrap();
+            unsynced += buf.len();
+            buf.clear();
+        }
+        if unsynced >= 8 << 20 || (unsynced > 0 && last_sync.elapsed() >= Duration::from_millis(5)) {
+            f.sync_data().unwrap();
+            unsynced = 0;
+            last_sync = Instant::now();
+        }
+    }
+    f.write_all(&buf).unwrap();
+    f.sync_data().unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    std::fs::remove_file(&path).ok();
+    (n * size as u64) as f64 / 1e6 / secs
+}
+
+/// MB/s and msg/s of payload through the SegmentWriter, until everything is durable and sealed.
+fn options(dir: &Path) -> WriterOptions {
+    let mut o = WriterOptions::new(dir);
+    if let Some(ms) = std::env::var("BENCH_COMMIT_MS").ok().and_then(|s| s.parse().ok()) {
+        o.commit_interval = Duration::from_millis(ms);
+    }
+    if let Some(n) = std::env::var("BENCH_IN_FLIGHT").ok().and_then(|s| s.parse().ok()) {
+        o.max_in_flight = n;
+    }
+    if let Some(b) = std::env::var("BENCH_COMMIT_BYTES").ok().and_then(|s| s.parse().ok()) {
+        o.commit_bytes = b;
+    }
+    o
+}
+
+fn segment_writer(dir: &Path, size: usize, total: u64) -> (f64, f64) {
+    let d = dir.join(format!("wal-{size}"));
+    let (mut w, _) = SegmentWriter::open(options(&d)).unwrap();
+    w.define_topic(topic()).unwrap();
+    let payload = vec![0x5au8; size];
+    let n = (total / size as u64).max(1);
+    let start = Instant::now();
+    for seq in 1..=n {
+        w.append(&header(seq), &payload).unwrap();
+        if seq % 256 == 0 {
+            w.poll().unwrap();
+        }
+    }
+    w.close().unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    std::fs::remove_dir_all(&d).ok();
+    ((n * size as u64) as f64 / 1e6 / secs, n as f64 / secs)
+}
+
+/// Durable latency at a paced rate: time from `append` until the watermark covers the message.
+fn latency(dir: &Path, size: usize, mb_per_s: f64, seconds: f64) -> (f64, f64, f64, u64) {
+    let d = dir.join("latency");
+    let (mut w, _) = SegmentWriter::open(WriterOptions::new(&d)).unwrap();
+    w.define_topic(topic()).unwrap();
+    let payload = vec![0x5au8; size];
+    let rate = mb_per_s * 1e6 / size as f64;
+    let total = (rate * seconds) as u64;
+    let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
+    let mut lat = Vec::with_capacity(total as usize);
+    let start = Instant::now();
+    let mut seq = 0u64;
+    while seq < total || !pending.is_empty() {
+        let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(total);
+        while seq < due {
+            seq += 1;
+            w.append(&header(seq), &payload).unwrap();
+            pending.push_back((seq, Instant::now()));
+        }
+        let next_due = start + Duration::from_secs_f64((seq + 1) as f64 / rate);
+        let timeout = next_due.saturating_duration_since(Instant::now()).min(Duration::from_millis(1));
+        w.wait(timeout, None).unwrap();
+        let durable = w.watermark().topic(1).map_or(0, |t| t.durable_sequence);
+        let now = Instant::now();
+        while pending.front().is_some_and(|(s, _)| *s <= durable) {
+            let (_, t) = pending.pop_front().unwrap();
+            lat.push(now.duration_since(t).as_secs_f64() * 1e3);
+        }
+        if seq >= total && !pending.is_empty() && start.elapsed().as_secs_f64() > seconds + 10.0 {
+            panic!("messages never became durable");
+        }
+    }
+    let achieved = (total * size as u64) as f64 / 1e6 / start.elapsed().as_secs_f64();
+    w.close().unwrap();
+    std::fs::remove_dir_all(&d).ok();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    (pct(0.5), pct(0.99), achieved, total)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = Path::new(args.get(1).map_or("target/bench-writer", String::as_str)).to_path_buf();
+    let total_mib: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(256);
+    std::fs::create_dir_all(&dir).unwrap();
+    let total = total_mib * 1024 * 1024;
+    println!("writer benchmark: {total_mib} MiB per case in {}", dir.display());
+    let dd_mbs = dd(&dir, total_mib);
+    println!("dd bs=1M oflag=direct: {dd_mbs:.0} MB/s");
+    println!();
+    println!("| record | SegmentWriter MB/s | msg/s | std File+sync_data MB/s | dd direct MB/s | writer/dd | writer/std |");
+    println!("|---|---|---|---|---|---|---|");
+    for size in SIZES {
+        // Small records: fewer MiB keep the run short; the rate is what matters.
+        let t = if size < 4096 { total / 4 } else { total };
+        let (w_mbs, w_msgs) = segment_writer(&dir, size, t);
+        let s_mbs = std_file(&dir, size, t);
+        println!(
+            "| {size} B | {w_mbs:.0} | {w_msgs:.0} | {s_mbs:.0} | {dd_mbs:.0} | {:.2} | {:.2} |",
+            w_mbs / dd_mbs,
+            w_mbs / s_mbs
+        );
+    }
+    println!();
+    let (p50, p99, achieved, n) = latency(&dir, 4096, 100.0, 5.0);
+    println!(
+        "durable latency at {achieved:.0} MB/s (4 KiB messages, {n} messages, commit_interval 5 ms): p50 {p50:.2} ms, p99 {p99:.2} ms"
+    );
+}
