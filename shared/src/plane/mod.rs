@@ -5,7 +5,11 @@
 mod ports;
 mod types;
 
-pub use ports::{clean_dead_nodes, service_exists, Plane, PlaneError, StatusReader};
+pub use ports::{
+    clean_dead_nodes, service_exists, ControlPublisher, ControlSubscriber, MessagePublisher, MessageSubscriber, Plane,
+    PlaneError, SegmentPublisher, SegmentSubscriber, StatusPublisher, StatusReader, StatusSubscriber, TopicPublisher,
+    TopicSubscriber,
+};
 pub use types::*;
 
 /// Most robots one pipeline carries (slots in [`StageStatus`]).
