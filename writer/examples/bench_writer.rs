@@ -174,7 +174,9 @@ fn main() {
     let dd_mbs = dd(&dir, total_mib);
     println!("dd bs=1M oflag=direct: {dd_mbs:.0} MB/s");
     println!();
-    println!("| record | SegmentWriter MB/s | msg/s | std File+sync_data MB/s | dd direct MB/s | writer/dd | writer/std |");
+    println!(
+        "| record | SegmentWriter MB/s | msg/s | std File+sync_data MB/s | dd direct MB/s | writer/dd | writer/std |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for size in SIZES {
         // Small records: fewer MiB keep the run short; the rate is what matters.

@@ -13,11 +13,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use iceoryx2::port::publisher::Publisher;
-use iceoryx2::port::subscriber::Subscriber;
-use iceoryx2::prelude::ipc;
 use shared::config::Config;
-use shared::plane::{write_cstr, ControlCommand, MessageHeader, Plane, SegmentNotice, Stage, StageStatus};
+use shared::plane::{
+    write_cstr, ControlCommand, MessageSubscriber, Plane, SegmentNotice, SegmentPublisher, Stage, StatusPublisher,
+};
 use shared::segment::SegmentSummary;
 use shared::topic::TopicInfo;
 use tracing::{error, info, warn};
@@ -27,11 +26,6 @@ use crate::recovery::RecoveryReport;
 use crate::seal::SealedSegment;
 use crate::segment_writer::{SegmentWriter, WriterOptions};
 use crate::status::StatusReporter;
-
-// The port types `shared::plane` hands out (its aliases are not re-exported).
-type MessageSubscriber = Subscriber<ipc::Service, [u8], MessageHeader>;
-type StatusPublisher = Publisher<ipc::Service, StageStatus, ()>;
-type SegmentPublisher = Publisher<ipc::Service, SegmentNotice, ()>;
 
 /// Longest sleep with nothing to do.
 pub const MAX_IDLE_WAIT: Duration = Duration::from_millis(100);
