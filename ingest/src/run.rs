@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use shared::config::{Config, IngestSource};
+use shared::control::{ControlReply, ControlServer};
 use shared::plane::{ControlCommand, Plane, PlaneError, Stage, StageState};
 
 use crate::forward::Forwarder;
@@ -30,7 +31,7 @@ pub fn run(config: &Config, source: IngestSource) -> Result<(), IngestError> {
         return Err(IngestError::Ros2NotBuilt);
     }
     let plane = Plane::open("ingest", &config.pipeline)?;
-    let control = plane.control_subscriber()?;
+    let control = ControlServer::new(&plane, Stage::Ingest)?;
     let mut fwd = Forwarder::new(&plane, config.robot_names())?;
     let mut synth = SyntheticSource::new(config, &mut fwd);
     tracing::info!(
@@ -44,18 +45,21 @@ pub fn run(config: &Config, source: IngestSource) -> Result<(), IngestError> {
     let mut paused = false;
     fwd.publish_status(StageState::Running, "synthetic");
     while !shared::shutdown::requested() {
-        while let Ok(Some(req)) = control.receive() {
-            if !req.is_for(Stage::Ingest) {
-                continue;
+        control.poll(|command, _arg| match command {
+            ControlCommand::Pause => {
+                paused = true;
+                ControlReply::ok("ingest paused")
             }
-            match ControlCommand::from_u32(req.command) {
-                Some(ControlCommand::Pause) => paused = true,
-                Some(ControlCommand::Resume | ControlCommand::Start) => paused = false,
-                Some(ControlCommand::Stop) => shared::shutdown::request(),
-                other => tracing::debug!(?other, "control request ignored by ingest"),
+            ControlCommand::Resume | ControlCommand::Start => {
+                paused = false;
+                ControlReply::ok("ingest forwarding")
             }
-            tracing::info!(command = req.command, paused, "control request");
-        }
+            ControlCommand::Stop => {
+                shared::shutdown::request();
+                ControlReply::ok("ingest stopping")
+            }
+            other => ControlReply::failed(format!("{other:?} is not served by ingest")),
+        });
         let next_msg = synth.publish_due(&mut fwd, paused);
         let now = Instant::now();
         if now >= next_status {

@@ -230,11 +230,22 @@ pub struct IngestConfig {
     pub source: IngestSource,
     /// Robot that topics outside every configured namespace belong to. Default `"default"`.
     pub default_robot: String,
+    /// ROS 2 source: record only topics whose full name matches this regex (like
+    /// `ros2 bag record -e`). Default `""`: every topic.
+    pub include: String,
+    /// ROS 2 source: skip topics whose full name matches this regex (like `ros2 bag record -x`),
+    /// applied after `include`. Default `""`: none.
+    pub exclude: String,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { source: IngestSource::Synthetic, default_robot: "default".into() }
+        Self {
+            source: IngestSource::Synthetic,
+            default_robot: "default".into(),
+            include: String::new(),
+            exclude: String::new(),
+        }
     }
 }
 
@@ -250,6 +261,14 @@ pub struct RobotConfig {
     /// ROS domain id for robots on their own domain. Default: none (the ingest's domain).
     #[serde(default)]
     pub domain_id: Option<u32>,
+    /// ROS 2 source: this robot's include regex on full topic names, replacing
+    /// `ingest.include`. Default: none (`ingest.include` applies).
+    #[serde(default)]
+    pub include: Option<String>,
+    /// ROS 2 source: this robot's exclude regex on full topic names, replacing
+    /// `ingest.exclude`. Default: none (`ingest.exclude` applies).
+    #[serde(default)]
+    pub exclude: Option<String>,
 }
 
 /// `[synthetic]`: simulated robots.

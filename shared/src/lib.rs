@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod plane;
 pub mod segment;
 pub mod shutdown;

@@ -175,6 +175,7 @@ pub fn wait_status(
 pub fn nodes_of_pid(pid: u32) -> (usize, usize) {
     use iceoryx2::node::NodeView;
     use iceoryx2::prelude::*;
+    set_log_level(LogLevel::Error);
     let (mut alive, mut dead) = (0, 0);
     Node::<ipc::Service>::list(Config::global_config(), |state| {
         match &state {

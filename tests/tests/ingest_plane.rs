@@ -185,7 +185,7 @@ fn sigterm_leaves_no_stale_iceoryx2_resources() {
         service_names::messages(&env.pipeline),
         service_names::topics(&env.pipeline),
         service_names::status(&env.pipeline, shared::plane::Stage::Ingest),
-        service_names::control(&env.pipeline),
+        shared::control::service_name(&env.pipeline, shared::plane::Stage::Ingest),
     ] {
         assert!(!shared::plane::service_exists(&name), "{name} still exists after SIGTERM");
     }

@@ -14,6 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use shared::config::Config;
+use shared::control::{ControlReply, ControlServer};
 use shared::plane::{
     write_cstr, ControlCommand, MessageSubscriber, Plane, SegmentNotice, SegmentPublisher, Stage, StatusPublisher,
 };
@@ -57,7 +58,7 @@ pub fn run_until_stopped(config: &Config) -> Result<RunSummary> {
     let plane = Plane::open(Stage::Writer.name(), &config.pipeline)?;
     // Topics first, so announcements are there before the first message is.
     let topics = plane.topic_subscriber()?;
-    let control = plane.control_subscriber()?;
+    let control = ControlServer::new(&plane, Stage::Writer)?;
     let messages = plane.message_subscriber()?;
     let wake = plane.wake_listener()?;
     let status = plane.status_publisher(Stage::Writer)?;
@@ -80,12 +81,7 @@ pub fn run_until_stopped(config: &Config) -> Result<RunSummary> {
                 Err(e) => warn!(error = %e, "topic announcement is not valid JSON: ignored"),
             }
         }
-        while let Some(req) = receive_or_log(control.receive(), &mut throttle, "control request") {
-            let req = *req.payload();
-            if req.is_for(Stage::Writer) {
-                apply_control(&mut writer, req.command, req.request_id, &mut throttle);
-            }
-        }
+        control.poll(|command, _arg| apply_control(&mut writer, command));
         let more = drain_messages(&messages, &mut writer, &mut throttle);
         if let Err(e) = writer.poll() {
             throttle.error("writer upkeep failed", &e);
@@ -124,28 +120,27 @@ pub fn run_until_stopped(config: &Config) -> Result<RunSummary> {
     Ok(RunSummary { segments_sealed: sealed_total, ..summary })
 }
 
-fn apply_control(writer: &mut SegmentWriter, command: u32, request_id: u64, throttle: &mut ErrorThrottle) {
-    match ControlCommand::from_u32(command) {
-        Some(ControlCommand::Pause) => {
-            info!(request_id, "control: pause");
+fn apply_control(writer: &mut SegmentWriter, command: ControlCommand) -> ControlReply {
+    match command {
+        ControlCommand::Pause => {
             writer.pause();
+            ControlReply::ok("writer paused: incoming messages are dropped and counted")
         }
-        Some(ControlCommand::Resume | ControlCommand::Start) => {
-            info!(request_id, "control: resume");
+        ControlCommand::Resume | ControlCommand::Start => {
             writer.resume();
+            ControlReply::ok("writer recording")
         }
-        Some(ControlCommand::SplitSegment) => {
-            info!(request_id, "control: split segment");
-            if let Err(e) = writer.split() {
-                throttle.error("split segment", &e);
-            }
-        }
-        Some(ControlCommand::Stop) => {
-            info!(request_id, "control: stop");
+        ControlCommand::SplitSegment => match writer.split() {
+            Ok(()) => ControlReply::ok("segment split: the open segment is sealed with its next commit"),
+            Err(e) => ControlReply::failed(format!("split failed: {e}")),
+        },
+        ControlCommand::Stop => {
             shared::shutdown::request();
+            ControlReply::ok("writer stopping: flushing and sealing")
         }
-        Some(ControlCommand::SyncNow | ControlCommand::Export) => {}
-        None => warn!(request_id, command, "unknown control command ignored"),
+        ControlCommand::SyncNow | ControlCommand::Export => {
+            ControlReply::failed(format!("{command:?} is not served by the writer"))
+        }
     }
 }
 

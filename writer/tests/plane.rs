@@ -13,7 +13,7 @@ use common::*;
 use iceoryx2::port::update_connections::UpdateConnections;
 use iceoryx2::service::port_factory::PortFactory;
 use shared::config::Config;
-use shared::plane::{read_cstr, ControlCommand, ControlRequest, Plane, Stage, StageState, StatusReader, TopicHeader};
+use shared::plane::{read_cstr, ControlCommand, Plane, Stage, StageState, StatusReader, TopicHeader};
 use writer::directory::list_segments;
 
 const PER_TOPIC: u64 = 300;
@@ -65,7 +65,7 @@ fn writer_loop_records_messages_from_the_plane() {
     topic_pub.update_connections().unwrap();
     let publisher = plane.message_publisher().unwrap();
     let notifier = plane.wake_notifier().unwrap();
-    let control = plane.control_publisher().unwrap();
+    let control = shared::control::ControlClient::new(&plane);
 
     for seq in 1..=PER_TOPIC {
         for t in &ts {
@@ -81,7 +81,10 @@ fn writer_loop_records_messages_from_the_plane() {
             wait_for("the writer to take the messages", || status.poll().is_some_and(|s| s.messages >= seq * 3));
         }
         if seq == PER_TOPIC / 2 {
-            control.send_copy(ControlRequest::new(Some(Stage::Writer), ControlCommand::SplitSegment, "")).unwrap();
+            let reply = control
+                .request(Stage::Writer, ControlCommand::SplitSegment, "", std::time::Duration::from_secs(30))
+                .unwrap();
+            assert!(reply.ok, "{reply:?}");
         }
     }
     notifier.notify().unwrap();

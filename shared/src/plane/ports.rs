@@ -125,6 +125,11 @@ impl Plane {
         Ok(Plane { node, cfg: cfg.clone() })
     }
 
+    /// The iceoryx2 node (for services defined outside this module).
+    pub fn node(&self) -> &Node<ipc::Service> {
+        &self.node
+    }
+
     /// The pipeline settings.
     pub fn config(&self) -> &PipelineConfig {
         &self.cfg
