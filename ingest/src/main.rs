@@ -35,6 +35,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send a control request to the running ingest: pause, resume, stop.
+    Control {
+        /// The request.
+        command: String,
+        /// Its argument, if any.
+        arg: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +60,15 @@ fn main() -> ExitCode {
     if let Some(Command::Status { json }) = cli.command {
         let (text, code) = shared::cli::status_command(&config, Stage::Ingest, json);
         if code == 0 || json {
+            println!("{text}");
+        } else {
+            eprintln!("{text}");
+        }
+        return ExitCode::from(code as u8);
+    }
+    if let Some(Command::Control { command, arg }) = &cli.command {
+        let (text, code) = shared::cli::control_command(&config, Stage::Ingest, command, arg.as_deref().unwrap_or(""));
+        if code == 0 {
             println!("{text}");
         } else {
             eprintln!("{text}");

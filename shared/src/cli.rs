@@ -112,3 +112,32 @@ pub fn status_command(config: &Config, stage: Stage, json: bool) -> (String, i32
         Err(e) => (format!("{e}"), 1),
     }
 }
+
+/// Control command names as typed on the command line.
+pub const CONTROL_COMMANDS: [(&str, crate::plane::ControlCommand); 7] = [
+    ("start", crate::plane::ControlCommand::Start),
+    ("pause", crate::plane::ControlCommand::Pause),
+    ("resume", crate::plane::ControlCommand::Resume),
+    ("stop", crate::plane::ControlCommand::Stop),
+    ("split-segment", crate::plane::ControlCommand::SplitSegment),
+    ("sync-now", crate::plane::ControlCommand::SyncNow),
+    ("export", crate::plane::ControlCommand::Export),
+];
+
+/// What `fleetrec-<stage> control COMMAND [ARG]` prints and its exit code: 0 done, 1 refused or
+/// failed, 3 stage not running / no answer, 2 unknown command.
+pub fn control_command(config: &Config, stage: Stage, name: &str, arg: &str) -> (String, i32) {
+    let Some((_, command)) = CONTROL_COMMANDS.iter().find(|(n, _)| *n == name) else {
+        let names: Vec<&str> = CONTROL_COMMANDS.iter().map(|(n, _)| *n).collect();
+        return (format!("unknown control command `{name}`; expected one of {}", names.join(", ")), 2);
+    };
+    let plane = match Plane::open(&format!("{}-control", stage.name()), &config.pipeline) {
+        Ok(p) => p,
+        Err(e) => return (e.to_string(), 3),
+    };
+    match crate::control::ControlClient::new(&plane).request(stage, *command, arg, Duration::from_secs(10)) {
+        Ok(r) if r.ok => (format!("{}: {}", stage.name(), r.message), 0),
+        Ok(r) => (format!("{}: refused: {}", stage.name(), r.message), 1),
+        Err(e) => (e.to_string(), 3),
+    }
+}

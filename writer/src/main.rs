@@ -46,6 +46,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send a control request to the running writer: pause, resume, split-segment, stop.
+    Control {
+        /// The request.
+        command: String,
+        /// Its argument, if any.
+        arg: Option<String>,
+    },
     /// Repair a segment file or a recording directory: cut torn tails, seal, write manifests.
     Recover {
         /// Segment file or directory.
@@ -63,6 +70,7 @@ fn main() -> ExitCode {
         None => run(&cli.config),
         Some(Command::Status { json }) => status(&cli.config, json),
         Some(Command::Inspect { path, json }) => inspect(&path, json),
+        Some(Command::Control { command, arg }) => control(&cli.config, &command, arg.as_deref().unwrap_or("")),
         Some(Command::Recover { path, json }) => recover(&path, json),
     }
 }
@@ -108,6 +116,20 @@ fn run(config_path: &Path) -> ExitCode {
         }
         Err(e) => report_failure(&e),
     }
+}
+
+fn control(config_path: &Path, command: &str, arg: &str) -> ExitCode {
+    let config = match load_config(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let (text, code) = shared::cli::control_command(&config, Stage::Writer, command, arg);
+    if code == 0 {
+        println!("{text}");
+    } else {
+        eprintln!("{text}");
+    }
+    ExitCode::from(code as u8)
 }
 
 fn status(config_path: &Path, json: bool) -> ExitCode {
