@@ -8,4 +8,6 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Shell scripts are part of the product: check their syntax.
 for f in scripts/*.sh; do bash -n "$f"; done
+# The multi-process tests run the stage binaries: build them all first.
+cargo build --workspace --bins
 cargo test --workspace

@@ -149,7 +149,7 @@ fn sigkill_writer_at_random_instants_loses_nothing_below_the_watermark() {
     }
     // Every watermark promised before a kill is backed by its record, and (by the run property
     // above) by every record of that lifetime below it.
-    assert!(promised.len() >= iterations * 10, "10 topics watermarked before each kill: {}", promised.len());
+    assert!(promised.len() >= iterations, "a watermark before each kill: {}", promised.len());
     for (topic, session, w) in &promised {
         assert!(
             all.contains(&(*topic, *session, *w)),
