@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+# Real readers for the exporter's outputs (pyarrow, pandas, numpy, tfrecord, mcap) in a venv.
+scripts/install-py-readers.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Shell scripts are part of the product: check their syntax.

@@ -1,8 +1,152 @@
-//! `fleetrec-exporter`: not built yet (see the exporter issue). It exits with status 3 so scripts and
-//! users can tell it apart from a real stage; it has no fake behaviour.
-#![allow(clippy::print_stderr)]
+//! `fleetrec-exporter`: exports recordings to Parquet, CSV, NumPy, TFRecord or MCAP.
+//! Parses arguments, sets up tracing and the progress bar, calls the library, and turns the
+//! result into an exit code (0 ok, 1 export failed, 2 bad arguments or options).
 
-fn main() -> std::process::ExitCode {
-    eprintln!("fleetrec-exporter is not built yet: this stage arrives with its own issue");
-    std::process::ExitCode::from(3)
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use exporter::format::Limits;
+use exporter::time_arg::parse_time;
+use exporter::{export, ExportOptions, Format};
+
+const AFTER_HELP: &str = "\
+Output layout (OUT):
+  parquet   <robot>/<topic>.parquet   columns receive_time_ns, publish_time_ns, sequence, then the
+                                      message fields as Arrow structs and lists (ROS widths)
+  csv       <robot>/<topic>.csv       same rows; nested fields as dotted columns, arrays as JSON
+  npy       <robot>/<topic>/*.npy     one array per numeric field + timestamps (see exporter/README.md)
+  tfrecord  <robot>/<topic>.tfrecord  one tf.train.Example per message
+  mcap      <robot>.mcap              ros2msg schemas + raw CDR, as rosbag2 writes it
+  manifest.json                       segments, topics, counts, time ranges, rates, SHA-256 of files
+<topic> is the topic name without `/<robot>/`, `/` replaced by `__`, unsafe characters by `_`.
+
+Times (--start/--end, inclusive, on the receive time): ns since the epoch (1700000000000000000),
+seconds with `s` (1700000000.25s), or RFC 3339 (2023-11-14T22:13:20Z).
+
+Examples:
+  fleetrec-exporter export --input data/recordings --out /tmp/ds --format parquet
+  fleetrec-exporter export --input data/recordings --out /tmp/imu --format npy --robot robot1 --topic '/imu$'";
+
+#[derive(Debug, Parser)]
+#[command(name = "fleetrec-exporter", version, about = "Export fleetrec recordings for training and analysis")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decode a recording folder with its recorded message definitions and write one format.
+    #[command(after_help = AFTER_HELP)]
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ExportArgs {
+    /// Recording folder holding the segments (`seg-*.wal`), e.g. the writer's `storage.path`.
+    #[arg(long, value_name = "DIR")]
+    input: PathBuf,
+    /// Output folder (created; files of the same names are replaced).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Output format.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(Format::NAMES))]
+    format: String,
+    /// Keep only this robot (repeat for several).
+    #[arg(long = "robot", value_name = "NAME")]
+    robots: Vec<String>,
+    /// Keep only topics whose full name matches this regular expression (e.g. `imu|scan`).
+    #[arg(long, value_name = "REGEX")]
+    topic: Option<String>,
+    /// Keep only messages received at or after T.
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    start: Option<u64>,
+    /// Keep only messages received at or before T.
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    end: Option<u64>,
+    /// Also read segments that are not sealed (being written, or left by a crash and not recovered).
+    #[arg(long)]
+    include_unsealed: bool,
+    /// Rows per Parquet row group (at most).
+    #[arg(long, default_value_t = 1 << 20, value_name = "N")]
+    row_group_rows: usize,
+    /// Encoded megabytes per Parquet row group (at most).
+    #[arg(long, default_value_t = 128, value_name = "MB")]
+    row_group_mb: usize,
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Export(a) => match run_export(a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                let bad_option = matches!(e.downcast_ref(), Some(exporter::ExportError::BadOption { .. }));
+                ExitCode::from(if bad_option { 2 } else { 1 })
+            }
+        },
+    }
+}
+
+fn run_export(a: ExportArgs) -> anyhow::Result<()> {
+    let format: Format = a.format.parse().map_err(anyhow::Error::msg)?;
+    let mut opts = ExportOptions::new(a.input, a.out, format);
+    opts.robots = a.robots;
+    opts.topic_regex = a.topic;
+    opts.start_ns = a.start;
+    opts.end_ns = a.end;
+    opts.include_unsealed = a.include_unsealed;
+    opts.limits = Limits { row_group_rows: a.row_group_rows.max(1), row_group_bytes: a.row_group_mb.max(1) << 20 };
+    let bar = if a.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let b = indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}) {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    };
+    let manifest = export(&opts, &mut |p| {
+        bar.set_length(p.bytes_total);
+        bar.set_position(p.bytes_done);
+        bar.set_message(format!("segment {}/{}, {} messages", p.segments_done, p.segments_total, p.messages));
+    })
+    .with_context(|| format!("export of {} failed", opts.input.display()))?;
+    bar.finish_and_clear();
+    let t = &manifest.totals;
+    tracing::info!(
+        out = %opts.out.display(),
+        format = format.name(),
+        topics = manifest.topics.len(),
+        messages = t.messages,
+        files = manifest.files.len(),
+        segments_read = t.segments_read,
+        segments_skipped = t.segments_skipped,
+        corrupt_records = t.corrupt_records,
+        decode_errors = t.decode_errors,
+        "export done (manifest.json)"
+    );
+    Ok(())
 }
