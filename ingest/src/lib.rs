@@ -5,6 +5,8 @@
 //! dropped and counted per topic.
 
 pub mod forward;
+#[cfg(feature = "ros2")]
+pub mod ros2;
 pub mod run;
 pub mod synthetic;
 

@@ -20,14 +20,21 @@ pub enum IngestError {
     #[error("cannot install signal handlers: {0}")]
     Signals(String),
     /// The ROS 2 source is not part of this build.
-    #[error("the ros2 source is not built yet (issue 4); use --source synthetic")]
+    #[error("this fleetrec-ingest is built without the `ros2` feature: run scripts/setup-ros2.sh, source target/ros2.env and build with `--features ingest/ros2`, or use --source synthetic")]
     Ros2NotBuilt,
+    /// The ROS 2 source failed.
+    #[cfg(feature = "ros2")]
+    #[error(transparent)]
+    Ros2(#[from] crate::ros2::Ros2Error),
 }
 
 /// Runs ingest until stopped (signal, control `stop`, or the synthetic duration).
 pub fn run(config: &Config, source: IngestSource) -> Result<(), IngestError> {
     shared::shutdown::install().map_err(|e| IngestError::Signals(e.to_string()))?;
     if source == IngestSource::Ros2 {
+        #[cfg(feature = "ros2")]
+        return Ok(crate::ros2::run(config)?);
+        #[cfg(not(feature = "ros2"))]
         return Err(IngestError::Ros2NotBuilt);
     }
     let plane = Plane::open("ingest", &config.pipeline)?;

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The ROS 2 tests, as CI runs them: sets up ROS 2 from the PyPI wheels (scripts/setup-ros2.sh),
+# builds ingest with the `ros2` feature, checks it (clippy, unit tests), then runs the
+# tests/tests/ros2_*.rs tests inside a private network namespace (DDS stays on this machine).
+# Needs root for the namespace (unshare -n). Target dir: $CARGO_TARGET_DIR (default target-ros2,
+# so the ROS build does not invalidate the plain build's artifacts).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+scripts/setup-ros2.sh
+# shellcheck disable=SC1091
+. target/ros2.env
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-ros2}"
+NETNS_RUN="${FLEETREC_NETNS_RUN:-$ROOT/../shared/tools/netns-run}"
+cargo clippy -p ingest --all-targets --features ros2 -- -D warnings
+cargo build -p ingest --features ros2
+cargo test -p ingest --features ros2
+cargo test -p fleetrec-tests --features ingest/ros2 --no-run
+tests=()
+for f in tests/tests/ros2_*.rs; do tests+=(--test "$(basename "$f" .rs)"); done
+# Everything that speaks DDS runs in the namespace: the test, the ingest and the publishers.
+"$NETNS_RUN" "FLEETREC_ROS2=1 cargo test -p fleetrec-tests --features ingest/ros2 ${tests[*]} -- --ignored --nocapture"
