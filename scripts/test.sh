@@ -13,3 +13,6 @@ for f in scripts/*.sh; do bash -n "$f"; done
 # The multi-process tests run the stage binaries: build them all first.
 cargo build --workspace --bins
 cargo test --workspace
+# ROS 2: ingest's `ros2` feature built against ROS 2 from the PyPI wheels; the rclpy publishers,
+# ingest and the test run inside a private network namespace (DDS never leaves this machine).
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" scripts/test-ros2.sh
