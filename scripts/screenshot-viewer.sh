@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Screenshot of the real fleetrec-viewer window, live, under Xvfb: scripts/screenshot-viewer.sh [OUT.png]
+# Starts the demo pipeline (writer + synthetic ingest, plus uploader/exporter if built) on a
+# private pipeline name and data directory, opens the viewer on a virtual X display, waits until
+# it shows live values, saves the screen (default docs/viewer.png) and stops everything it started.
+# Env: FLEETREC_PROFILE (release|debug, default release), CARGO_TARGET_DIR, FLEETREC_BIN (prebuilt
+# binaries: no build), SHOT_DELAY (s, default 6).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$FLEETREC_ROOT"
+out="${1:-docs/viewer.png}"
+profile="${FLEETREC_PROFILE:-release}"
+delay="${SHOT_DELAY:-6}"
+
+missing=()
+command -v Xvfb >/dev/null || missing+=(xvfb)
+command -v xwininfo >/dev/null || missing+=(x11-apps x11-utils)
+command -v import >/dev/null || missing+=(imagemagick)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq "${missing[@]}" fonts-dejavu-core fontconfig
+fi
+
+# FLEETREC_BIN set: use the binaries there as they are; else build them.
+if [ -z "${FLEETREC_BIN:-}" ]; then
+  if [ "$profile" = release ]; then cargo build --release -p ingest -p writer -p viewer; else cargo build -p ingest -p writer -p viewer; fi
+  export FLEETREC_BIN="${CARGO_TARGET_DIR:-$FLEETREC_ROOT/target}/$profile"
+fi
+[ -x "$FLEETREC_BIN/fleetrec-viewer" ] || { echo "no $FLEETREC_BIN/fleetrec-viewer" >&2; exit 1; }
+
+work=$(mktemp -d)
+run="$work/run"
+cfg="$work/fleetrec.toml"
+# The demo configuration, on a private pipeline name and data directory.
+sed -e "s|^name = \"fleetrec\"|name = \"fleetrec-shot-$$\"|" \
+    -e "s|^run_dir = .*|run_dir = \"$run\"|" \
+    -e "s|^path = \"./data/recordings\"|path = \"$work/recordings\"|" \
+    config/default.toml > "$cfg"
+
+display=99
+while [ -e "/tmp/.X$display-lock" ]; do display=$((display + 1)); done
+xvfb_pid=""; viewer_pid=""
+cleanup() {
+  [ -n "$viewer_pid" ] && kill -TERM "$viewer_pid" 2>/dev/null && wait "$viewer_pid" 2>/dev/null || true
+  for stage in ingest writer uploader exporter; do fr_stop_stage "$stage" "$run" >/dev/null || true; done
+  [ -n "$xvfb_pid" ] && kill "$xvfb_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+Xvfb ":$display" -screen 0 1120x720x24 -nolisten tcp >"$work/xvfb.log" 2>&1 &
+xvfb_pid=$!
+for _ in $(seq 50); do [ -e "/tmp/.X11-unix/X$display" ] && break; sleep 0.1; done
+
+mkdir -p "$run"
+for stage in writer ingest uploader exporter; do
+  fr_start_stage "$stage" "$cfg" "$run" "$FLEETREC_BIN" || echo "$stage: not running (shown as down)"
+done
+
+DISPLAY=":$display" "$FLEETREC_BIN/fleetrec-viewer" --config "$cfg" >"$work/viewer.log" 2>&1 &
+viewer_pid=$!
+# Rates need two statuses and the plot a few seconds of history.
+sleep "$delay"
+kill -0 "$viewer_pid" 2>/dev/null || { echo "viewer exited:" >&2; cat "$work/viewer.log" >&2; exit 1; }
+mkdir -p "$(dirname "$out")"
+DISPLAY=":$display" import -window root "$out"
+echo "screenshot: $out ($(identify -format '%wx%h' "$out"))"
