@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages fleetrec needs to build and test on Debian 12, if missing:
-# libclang + clang (bindgen for iceoryx2). Safe to run repeatedly.
+# libclang + clang (bindgen for iceoryx2), fonts for the viewer. Safe to run repeatedly.
 set -euo pipefail
 need=()
-for pkg in libclang-dev clang; do
+for pkg in libclang-dev clang fonts-dejavu-core fontconfig; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

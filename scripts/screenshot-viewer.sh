@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Screenshot of the real fleetrec-viewer window, live, under Xvfb: scripts/screenshot-viewer.sh [OUT.png]
-# Starts the demo pipeline (writer + synthetic ingest, plus uploader/exporter if built) on a
+# Starts the demo pipeline (writer + synthetic ingest, plus the uploader if built) on a
 # private pipeline name and data directory, opens the viewer on a virtual X display, waits until
 # it shows live values, saves the screen (default docs/viewer.png) and stops everything it started.
 # Env: FLEETREC_PROFILE (release|debug, default release), CARGO_TARGET_DIR, FLEETREC_BIN (prebuilt
@@ -43,7 +43,7 @@ while [ -e "/tmp/.X$display-lock" ]; do display=$((display + 1)); done
 xvfb_pid=""; viewer_pid=""
 cleanup() {
   [ -n "$viewer_pid" ] && kill -TERM "$viewer_pid" 2>/dev/null && wait "$viewer_pid" 2>/dev/null || true
-  for stage in ingest writer uploader exporter; do fr_stop_stage "$stage" "$run" >/dev/null || true; done
+  for stage in ingest writer uploader; do fr_stop_stage "$stage" "$run" >/dev/null || true; done
   [ -n "$xvfb_pid" ] && kill "$xvfb_pid" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -54,7 +54,7 @@ xvfb_pid=$!
 for _ in $(seq 50); do [ -e "/tmp/.X11-unix/X$display" ] && break; sleep 0.1; done
 
 mkdir -p "$run"
-for stage in writer ingest uploader exporter; do
+for stage in "${FLEETREC_STAGES[@]}"; do
   fr_start_stage "$stage" "$cfg" "$run" "$FLEETREC_BIN" || echo "$stage: not running (shown as down)"
 done
 

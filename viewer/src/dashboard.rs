@@ -1,0 +1,343 @@
+//! [`Dashboard`]: the viewer's attachment to a pipeline. It reads every stage's status and the
+//! topic announcements, never publishes anything but control requests, and so can attach and
+//! detach at any time without disturbing the stages. [`Dashboard::tick`] turns the latest
+//! statuses into a [`Snapshot`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use shared::config::PipelineConfig;
+use shared::control::{ControlClient, ControlError, ControlReply};
+use shared::plane::{read_cstr, ControlCommand, Plane, Stage, StageState, StageStatus, StatusReader, TopicSubscriber};
+use shared::topic::TopicInfo;
+
+use crate::error::Result;
+use crate::snapshot::{RobotSnapshot, Snapshot, StageRobot, StageSnapshot, TopicCounters, TopicRow};
+
+/// The stages the viewer watches, in pipeline order.
+pub const WATCHED_STAGES: [Stage; 4] = [Stage::Ingest, Stage::Writer, Stage::Uploader, Stage::Exporter];
+
+/// A stage is down when its newest status is older than this many status intervals.
+pub const STALE_INTERVALS: u64 = 3;
+
+/// How long a control request waits for the stage's answer.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The last counters of one (stage, topic) and the rates measured from them.
+#[derive(Debug, Clone, Copy, Default)]
+struct RateSample {
+    updated_ns: u64,
+    messages: u64,
+    bytes: u64,
+    rate_hz: f64,
+    bandwidth_bps: f64,
+}
+
+/// Per-topic rates, measured between two statuses of the same stage (statuses carry counters
+/// per topic but rates only per stage and robot).
+#[derive(Debug, Default)]
+struct RateTracker {
+    samples: HashMap<(u32, u32), RateSample>,
+}
+
+impl RateTracker {
+    fn update(&mut self, stage: Stage, topic_id: u32, updated_ns: u64, messages: u64, bytes: u64) -> (f64, f64) {
+        let entry = self.samples.entry((stage as u32, topic_id)).or_default();
+        if updated_ns > entry.updated_ns {
+            if entry.updated_ns > 0 && messages >= entry.messages && bytes >= entry.bytes {
+                let dt = (updated_ns - entry.updated_ns) as f64 / 1e9;
+                entry.rate_hz = (messages - entry.messages) as f64 / dt;
+                entry.bandwidth_bps = (bytes - entry.bytes) as f64 / dt;
+            } else {
+                // First sight, or the stage restarted and its counters began again.
+                entry.rate_hz = 0.0;
+                entry.bandwidth_bps = 0.0;
+            }
+            entry.updated_ns = updated_ns;
+            entry.messages = messages;
+            entry.bytes = bytes;
+        }
+        (entry.rate_hz, entry.bandwidth_bps)
+    }
+}
+
+/// What the topic announcements say about a topic.
+#[derive(Debug, Clone)]
+struct TopicMeta {
+    robot: String,
+    type_name: String,
+}
+
+/// Attachment to one pipeline: status readers for every stage, the topic announcements, and a
+/// control client.
+pub struct Dashboard {
+    plane: Plane,
+    readers: Vec<(Stage, StatusReader)>,
+    topic_subscriber: Option<TopicSubscriber>,
+    topics: HashMap<u32, TopicMeta>,
+    rates: RateTracker,
+    stale_ns: u64,
+}
+
+impl std::fmt::Debug for Dashboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dashboard").field("pipeline", &self.plane.config().name).finish()
+    }
+}
+
+impl Dashboard {
+    /// Attaches to the pipeline described by `config`. Works whether or not any stage runs:
+    /// stages that are down show as down until they publish.
+    pub fn attach(config: &PipelineConfig) -> Result<Dashboard> {
+        let plane = Plane::open(&format!("viewer-{}", std::process::id()), config)?;
+        let mut readers = Vec::with_capacity(WATCHED_STAGES.len());
+        for stage in WATCHED_STAGES {
+            readers.push((stage, StatusReader::new(&plane, stage)?));
+        }
+        // Types are a nicety: without the announcements the table shows empty types.
+        let topic_subscriber = match plane.topic_subscriber() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(%e, "topic announcements unavailable; topic types will be empty");
+                None
+            }
+        };
+        let stale_ns = STALE_INTERVALS * config.status_interval_ms.max(1) * 1_000_000;
+        tracing::info!(pipeline = %config.name, "viewer attached");
+        Ok(Dashboard {
+            plane,
+            readers,
+            topic_subscriber,
+            topics: HashMap::new(),
+            rates: RateTracker::default(),
+            stale_ns,
+        })
+    }
+
+    /// The pipeline settings.
+    pub fn config(&self) -> &PipelineConfig {
+        self.plane.config()
+    }
+
+    /// Sends a control request to `stage` and waits for its answer ([`CONTROL_TIMEOUT`]). A stage
+    /// that is down fails at once with [`ControlError::StageDown`].
+    pub fn control(&self, stage: Stage, command: ControlCommand, arg: &str) -> Result<ControlReply, ControlError> {
+        ControlClient::new(&self.plane).request(stage, command, arg, CONTROL_TIMEOUT)
+    }
+
+    fn drain_topic_announcements(&mut self) {
+        let Some(sub) = &self.topic_subscriber else { return };
+        loop {
+            match sub.receive() {
+                Ok(Some(sample)) => match TopicInfo::from_json_bytes(sample.payload()) {
+                    Ok(info) => {
+                        self.topics.insert(info.topic_id, TopicMeta { robot: info.robot, type_name: info.type_name });
+                    }
+                    Err(e) => tracing::warn!(%e, "unreadable topic announcement skipped"),
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(?e, "receiving topic announcements failed");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Reads the newest statuses and builds a snapshot.
+    pub fn tick(&mut self) -> Snapshot {
+        self.drain_topic_announcements();
+        let now = shared::time::now_ns();
+        let mut latest: Vec<(Stage, Option<StageStatus>, bool)> = Vec::with_capacity(self.readers.len());
+        for (stage, reader) in &mut self.readers {
+            let status = reader.poll().copied();
+            let up = status.is_some_and(|s| now.saturating_sub(s.updated_ns) <= self.stale_ns);
+            latest.push((*stage, status, up));
+        }
+
+        let stages = latest.iter().map(|(stage, status, up)| stage_snapshot(*stage, status.as_ref(), *up)).collect();
+
+        // Robot names by index, as ingest numbers them.
+        let mut robot_names: HashMap<u16, String> = HashMap::new();
+        if let Some((_, Some(ingest), _)) = latest.iter().find(|(s, _, _)| *s == Stage::Ingest) {
+            for (i, r) in ingest.robots().iter().enumerate() {
+                let name = read_cstr(&r.name);
+                if !name.is_empty() {
+                    robot_names.insert(i as u16, name);
+                }
+            }
+        }
+
+        let mut rows: BTreeMap<u32, TopicRow> = BTreeMap::new();
+        for (stage, status, up) in &latest {
+            let (Some(status), true) = (status, *up) else { continue };
+            if !matches!(stage, Stage::Ingest | Stage::Writer) {
+                continue;
+            }
+            for t in status.topics() {
+                let (rate_hz, bandwidth_bps) =
+                    self.rates.update(*stage, t.topic_id, status.updated_ns, t.messages, t.bytes);
+                let counters = TopicCounters {
+                    messages: t.messages,
+                    bytes: t.bytes,
+                    dropped: t.dropped,
+                    last_sequence: t.last_sequence,
+                    durable_sequence: t.durable_sequence,
+                    ingest_session: t.ingest_session,
+                    rate_hz,
+                    bandwidth_bps,
+                };
+                let meta = self.topics.get(&t.topic_id);
+                let row = rows.entry(t.topic_id).or_insert_with(|| TopicRow {
+                    topic_id: t.topic_id,
+                    robot: meta
+                        .map(|m| m.robot.clone())
+                        .filter(|r| !r.is_empty())
+                        .or_else(|| robot_names.get(&t.robot_id).cloned())
+                        .unwrap_or_else(|| format!("robot#{}", t.robot_id)),
+                    name: read_cstr(&t.name),
+                    type_name: meta.map(|m| m.type_name.clone()).unwrap_or_default(),
+                    ingest: None,
+                    writer: None,
+                    durable_lag: None,
+                });
+                if *stage == Stage::Ingest {
+                    row.ingest = Some(counters);
+                } else {
+                    row.writer = Some(counters);
+                }
+            }
+        }
+        let mut topics: Vec<TopicRow> = rows
+            .into_values()
+            .map(|mut row| {
+                row.durable_lag = row.writer.map(|w| match row.ingest {
+                    Some(i) if i.ingest_session == w.ingest_session => {
+                        i.last_sequence.saturating_sub(w.durable_sequence)
+                    }
+                    _ => w.last_sequence.saturating_sub(w.durable_sequence),
+                });
+                row
+            })
+            .collect();
+        topics.sort_by(|a, b| (&a.robot, &a.name).cmp(&(&b.robot, &b.name)));
+
+        let mut robots: BTreeMap<String, RobotSnapshot> = BTreeMap::new();
+        for row in &topics {
+            let r = robots.entry(row.robot.clone()).or_insert_with(|| RobotSnapshot {
+                name: row.robot.clone(),
+                topics: 0,
+                messages: 0,
+                recorded: 0,
+                bytes: 0,
+                dropped: 0,
+                rate_hz: 0.0,
+                bandwidth_bps: 0.0,
+                durable_lag: None,
+            });
+            r.topics += 1;
+            if let Some(c) = row.incoming() {
+                r.messages += c.messages;
+                r.bytes += c.bytes;
+                r.rate_hz += c.rate_hz;
+                r.bandwidth_bps += c.bandwidth_bps;
+            }
+            r.recorded += row.writer.map_or(0, |w| w.messages);
+            r.dropped += row.dropped();
+            if let Some(lag) = row.durable_lag {
+                r.durable_lag = Some(r.durable_lag.unwrap_or(0) + lag);
+            }
+        }
+
+        Snapshot {
+            taken_ns: now,
+            pipeline: self.plane.config().name.clone(),
+            stages,
+            robots: robots.into_values().collect(),
+            topics,
+        }
+    }
+}
+
+fn stage_snapshot(stage: Stage, status: Option<&StageStatus>, up: bool) -> StageSnapshot {
+    let Some(s) = status else {
+        return StageSnapshot {
+            stage: stage.name(),
+            up: false,
+            state: "down".into(),
+            pid: 0,
+            messages: 0,
+            bytes: 0,
+            dropped: 0,
+            errors: 0,
+            queue_depth: 0,
+            segments: 0,
+            durable_bytes: 0,
+            corrupt: 0,
+            rate_msgs: 0.0,
+            rate_bytes: 0.0,
+            detail: String::new(),
+            robots: Vec::new(),
+        };
+    };
+    let live = |v: f64| if up { v } else { 0.0 };
+    StageSnapshot {
+        stage: stage.name(),
+        up,
+        state: if up { s.state().name().to_string() } else { "down".into() },
+        pid: s.pid,
+        messages: s.messages,
+        bytes: s.bytes,
+        dropped: s.dropped,
+        errors: s.errors,
+        queue_depth: s.queue_depth,
+        segments: s.segments,
+        durable_bytes: s.durable_bytes,
+        corrupt: s.corrupt,
+        rate_msgs: live(s.rate_msgs),
+        rate_bytes: live(s.rate_bytes),
+        detail: read_cstr(&s.detail),
+        robots: if up {
+            s.robots()
+                .iter()
+                .map(|r| StageRobot {
+                    name: read_cstr(&r.name),
+                    messages: r.messages,
+                    bytes: r.bytes,
+                    dropped: r.dropped,
+                    rate_hz: r.rate_hz,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// Whether a stage in `state` is recording (for the UI's pause/resume toggle).
+pub fn is_paused(state: &str) -> bool {
+    state == StageState::Paused.name()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_come_from_two_statuses_and_reset_on_restart() {
+        let mut r = RateTracker::default();
+        assert_eq!(r.update(Stage::Ingest, 1, 1_000_000_000, 10, 100), (0.0, 0.0));
+        assert_eq!(r.update(Stage::Ingest, 1, 1_500_000_000, 60, 600), (100.0, 1000.0));
+        // The same status again keeps the rate.
+        assert_eq!(r.update(Stage::Ingest, 1, 1_500_000_000, 60, 600), (100.0, 1000.0));
+        // Counters went back: the stage restarted.
+        assert_eq!(r.update(Stage::Ingest, 1, 2_000_000_000, 5, 50), (0.0, 0.0));
+    }
+
+    #[test]
+    fn a_stage_never_seen_is_down() {
+        let s = stage_snapshot(Stage::Uploader, None, false);
+        assert!(!s.up);
+        assert_eq!(s.state, "down");
+    }
+}
