@@ -40,6 +40,8 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/fleetrec-bench.XXXXXX")
 SERVER_PID=""
 cleanup() {
   if [ -n "$SERVER_PID" ]; then kill -KILL "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  # SeaweedFS leaves its local gRPC sockets in /tmp whatever TMPDIR says.
+  for p in ${M:-} ${V:-} ${F:-} ${PORT:-}; do rm -f /tmp/seaweedfs-*-grpc-$(( p + 10000 )).sock; done
   if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT

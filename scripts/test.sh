@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 # Real readers for the exporter's outputs (pyarrow, pandas, numpy, tfrecord, mcap) in a venv.
 scripts/install-py-readers.sh
+# S3 servers for the upload tests (moto, SeaweedFS) in target/s3-venv; quick when installed.
+scripts/install-s3-servers.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Shell scripts are part of the product: check their syntax.

@@ -6,9 +6,8 @@ mod ports;
 mod types;
 
 pub use ports::{
-    clean_dead_nodes, service_exists, ControlPublisher, ControlSubscriber, MessagePublisher, MessageSubscriber, Plane,
-    PlaneError, SegmentPublisher, SegmentSubscriber, StatusPublisher, StatusReader, StatusSubscriber, TopicPublisher,
-    TopicSubscriber,
+    clean_dead_nodes, service_exists, MessagePublisher, MessageSubscriber, Plane, PlaneError, SegmentPublisher,
+    SegmentSubscriber, StatusPublisher, StatusReader, StatusSubscriber, TopicPublisher, TopicSubscriber,
 };
 pub use types::*;
 
@@ -36,10 +35,6 @@ pub mod service_names {
     /// The status of one stage ([`super::StageStatus`]).
     pub fn status(pipeline: &str, stage: Stage) -> String {
         format!("{pipeline}/status/{}", stage.name())
-    }
-    /// Control requests ([`super::ControlRequest`]).
-    pub fn control(pipeline: &str) -> String {
-        format!("{pipeline}/control")
     }
     /// Sealed-segment notices ([`super::SegmentNotice`]).
     pub fn segments(pipeline: &str) -> String {

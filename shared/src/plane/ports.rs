@@ -14,7 +14,7 @@ use iceoryx2::prelude::*;
 use iceoryx2::service::port_factory::{event, publish_subscribe};
 
 use super::service_names as names;
-use super::{ControlRequest, MessageHeader, SegmentNotice, Stage, StageStatus, TopicHeader};
+use super::{MessageHeader, SegmentNotice, Stage, StageStatus, TopicHeader};
 use crate::config::PipelineConfig;
 
 /// Shared-memory plane errors. They name the service and carry iceoryx2's reason.
@@ -54,10 +54,6 @@ pub type TopicSubscriber = Subscriber<ipc::Service, [u8], TopicHeader>;
 pub type StatusPublisher = Publisher<ipc::Service, StageStatus, ()>;
 /// Subscriber of a stage status.
 pub type StatusSubscriber = Subscriber<ipc::Service, StageStatus, ()>;
-/// Publisher of control requests.
-pub type ControlPublisher = Publisher<ipc::Service, ControlRequest, ()>;
-/// Subscriber of control requests.
-pub type ControlSubscriber = Subscriber<ipc::Service, ControlRequest, ()>;
 /// Publisher of sealed-segment notices.
 pub type SegmentPublisher = Publisher<ipc::Service, SegmentNotice, ()>;
 /// Subscriber of sealed-segment notices.
@@ -281,35 +277,6 @@ impl Plane {
             .history_request(1)
             .create()
             .map_err(|e| svc_err(&names::status(&self.cfg.name, stage), e))
-    }
-
-    fn control_service(&self) -> Result<publish_subscribe::PortFactory<ipc::Service, ControlRequest, ()>, PlaneError> {
-        let name = names::control(&self.cfg.name);
-        self.node
-            .service_builder(&Self::service_name(&name)?)
-            .publish_subscribe::<ControlRequest>()
-            .enable_safe_overflow(true)
-            .history_size(0)
-            .subscriber_max_buffer_size(16)
-            .max_publishers(8)
-            .max_subscribers(16)
-            .max_nodes(MAX_NODES)
-            .open_or_create()
-            .map_err(|e| svc_err(&name, e))
-    }
-
-    /// Publisher of control requests.
-    pub fn control_publisher(&self) -> Result<ControlPublisher, PlaneError> {
-        self.control_service()?.publisher_builder().create().map_err(|e| svc_err(&names::control(&self.cfg.name), e))
-    }
-
-    /// Subscriber of control requests.
-    pub fn control_subscriber(&self) -> Result<ControlSubscriber, PlaneError> {
-        self.control_service()?
-            .subscriber_builder()
-            .buffer_size(16)
-            .create()
-            .map_err(|e| svc_err(&names::control(&self.cfg.name), e))
     }
 
     fn segments_service(&self) -> Result<publish_subscribe::PortFactory<ipc::Service, SegmentNotice, ()>, PlaneError> {
