@@ -241,7 +241,77 @@ impl Column {
         empty
     }
 
-    fn empty_like(&self) -> Column {
+    /// Appends `len` values of `src` starting at `start` (a column of the same shape, e.g. the
+    /// same plan's column of another batch). Returns false, appending nothing past the mismatch,
+    /// if the shapes differ or the range is out of bounds.
+    pub fn extend_from(&mut self, src: &Column, start: usize, len: usize) -> bool {
+        let Some(end) = start.checked_add(len) else { return false };
+        macro_rules! slice {
+            ($d:expr, $s:expr) => {{
+                match $s.get(start..end) {
+                    Some(x) => {
+                        $d.extend_from_slice(x);
+                        true
+                    }
+                    None => false,
+                }
+            }};
+        }
+        match (self, src) {
+            (Column::Bool(d), Column::Bool(s)) => slice!(d, s),
+            (Column::I8(d), Column::I8(s)) => slice!(d, s),
+            (Column::U8(d), Column::U8(s)) => slice!(d, s),
+            (Column::I16(d), Column::I16(s)) => slice!(d, s),
+            (Column::U16(d), Column::U16(s)) => slice!(d, s),
+            (Column::I32(d), Column::I32(s)) => slice!(d, s),
+            (Column::U32(d), Column::U32(s)) => slice!(d, s),
+            (Column::I64(d), Column::I64(s)) => slice!(d, s),
+            (Column::U64(d), Column::U64(s)) => slice!(d, s),
+            (Column::F32(d), Column::F32(s)) => slice!(d, s),
+            (Column::F64(d), Column::F64(s)) => slice!(d, s),
+            (Column::Str { values: d, .. }, Column::Str { values: s, .. }) | (Column::Bytes(d), Column::Bytes(s)) => {
+                if end > s.len() {
+                    return false;
+                }
+                (start..end).all(|i| d.push(s.get(i)).is_ok())
+            }
+            (Column::FixedBytes { width: dw, data: d }, Column::FixedBytes { width: sw, data: s }) if dw == sw => {
+                match s.get(start.saturating_mul(*sw)..end.saturating_mul(*sw)) {
+                    Some(x) => {
+                        d.extend_from_slice(x);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            (Column::Struct(d), Column::Struct(s)) if d.len() == s.len() => {
+                d.iter_mut().zip(s).all(|(d, s)| d.extend_from(s, start, len))
+            }
+            (
+                Column::List { offsets: d_off, child: d_child, .. },
+                Column::List { offsets: s_off, child: s_child, .. },
+            ) => {
+                for row in start..end {
+                    let (Some(&a), Some(&b)) = (s_off.get(row), s_off.get(row + 1)) else { return false };
+                    let (a, b) = (a as usize, b as usize);
+                    if b < a || !d_child.extend_from(s_child, a, b - a) {
+                        return false;
+                    }
+                    let Ok(o) = i32::try_from(d_child.len()) else { return false };
+                    d_off.push(o);
+                }
+                true
+            }
+            (
+                Column::FixedList { width: dw, child: d_child, .. },
+                Column::FixedList { width: sw, child: s_child, .. },
+            ) if dw == sw => d_child.extend_from(s_child, start.saturating_mul(*sw), len.saturating_mul(*sw)),
+            _ => false,
+        }
+    }
+
+    /// An empty column of the same shape.
+    pub fn empty_like(&self) -> Column {
         match self {
             Column::Bool(_) => Column::Bool(Vec::new()),
             Column::I8(_) => Column::I8(Vec::new()),

@@ -8,7 +8,7 @@
 //! Corrupt records are skipped and counted; a payload that does not decode is skipped, counted
 //! and logged; a topic without a usable definition is exported as raw CDR bytes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use shared::segment::{consts, scan, Record, ScanMode, SegmentManifest, Tail};
 use shared::topic::TopicInfo;
 use tracing::{error, info, warn};
 
+use crate::align::{write_aligned, AlignInput, AlignSpec, Window};
 use crate::column::Batch;
 use crate::error::{io_err, ExportError, Result};
 use crate::format::mcap::{McapChannel, McapOutput};
@@ -56,6 +57,8 @@ pub struct ExportOptions {
     pub batch_bytes: usize,
     /// Parquet row group limits.
     pub limits: Limits,
+    /// Write one time-aligned table over these topics instead of a table per topic.
+    pub align: Option<AlignSpec>,
 }
 
 impl ExportOptions {
@@ -73,6 +76,7 @@ impl ExportOptions {
             batch_rows: 8192,
             batch_bytes: 32 << 20,
             limits: Limits { row_group_rows: 1 << 20, row_group_bytes: 128 << 20 },
+            align: None,
         }
     }
 }
@@ -111,6 +115,8 @@ struct Stream {
 struct Exporter<'a> {
     opts: &'a ExportOptions,
     regex: Option<Regex>,
+    /// `--align`: the topics selected (by exact name) and held for the join.
+    align_names: Option<HashSet<String>>,
     streams: HashMap<u32, Stream>,
     done: Vec<TopicEntry>,
     names: NameAllocator,
@@ -132,6 +138,15 @@ pub fn export(opts: &ExportOptions, progress: &mut dyn FnMut(&Progress)) -> Resu
             return Err(ExportError::BadOption { option: "--start", reason: format!("start {s} is after end {e}") });
         }
     }
+    if let Some(spec) = &opts.align {
+        spec.validate(opts.format)?;
+        if opts.topic_regex.is_some() {
+            return Err(ExportError::BadOption {
+                option: "--topic",
+                reason: "--align names its topics; --topic cannot be combined with it".into(),
+            });
+        }
+    }
     if !opts.input.is_dir() {
         return Err(ExportError::BadOption {
             option: "--input",
@@ -143,6 +158,7 @@ pub fn export(opts: &ExportOptions, progress: &mut dyn FnMut(&Progress)) -> Resu
     let mut ex = Exporter {
         opts,
         regex,
+        align_names: opts.align.as_ref().map(|a| a.columns().into_iter().collect()),
         streams: HashMap::new(),
         done: Vec::new(),
         names: NameAllocator::default(),
@@ -279,6 +295,17 @@ impl Exporter<'_> {
             }
             let plan = compile(&info);
             let same = *plan == *s.plan && s.info.name == info.name && s.info.robot == info.robot;
+            let aligned = self.align_names.as_ref().is_some_and(|n| n.contains(&s.info.name) || n.contains(&info.name));
+            if !same && aligned && s.batch.rows() > 0 {
+                return Err(ExportError::BadOption {
+                    option: "--align",
+                    reason: format!(
+                        "topic {} (id {:08x}) changes its definition mid-recording: align a time range with one \
+                         definition (--start/--end)",
+                        s.info.name, s.info.topic_id
+                    ),
+                });
+            }
             s.info = info;
             if same {
                 return Ok(());
@@ -320,12 +347,16 @@ impl Exporter<'_> {
             new_stream(info, plan, 0)
         });
         let robot_ok = self.opts.robots.is_empty() || self.opts.robots.contains(&s.info.robot);
-        let topic_ok = self.regex.as_ref().is_none_or(|r| r.is_match(&s.info.name));
+        let topic_ok = match &self.align_names {
+            Some(names) => names.contains(&s.info.name),
+            None => self.regex.as_ref().is_none_or(|r| r.is_match(&s.info.name)),
+        };
         if !robot_ok || !topic_ok {
             self.totals.filtered_out += 1;
             return Ok(());
         }
-        if matches!(s.sink, Sink::None) {
+        let aligned = self.align_names.is_some();
+        if matches!(s.sink, Sink::None) && !aligned {
             s.sink = open_sink(self.opts, &mut self.names, &mut self.mcap, s)?;
         }
         match &s.sink {
@@ -353,7 +384,8 @@ impl Exporter<'_> {
             }
         }
         self.totals.messages += 1;
-        if s.batch.rows() >= self.opts.batch_rows || s.batch.heap_bytes() >= self.opts.batch_bytes {
+        // Aligned topics are held whole for the join (see `align`).
+        if !aligned && (s.batch.rows() >= self.opts.batch_rows || s.batch.heap_bytes() >= self.opts.batch_bytes) {
             flush(s)?;
         }
         Ok(())
@@ -378,7 +410,59 @@ impl Exporter<'_> {
         f.strip_prefix(&self.opts.out).unwrap_or(f).to_string_lossy().replace('\\', "/")
     }
 
+    /// `--align`: takes the aligned topics' streams and writes the aligned table.
+    fn align(&mut self, spec: &AlignSpec) -> Result<crate::manifest::Alignment> {
+        let mut inputs = Vec::new();
+        let mut entries = Vec::new();
+        for name in spec.columns() {
+            let ids: Vec<u32> = self
+                .streams
+                .iter()
+                .filter(|(_, s)| s.info.name == name && s.entry.messages > 0)
+                .map(|(id, _)| *id)
+                .collect();
+            let bad = |reason: String| ExportError::BadOption { option: "--align", reason };
+            let id = match ids.as_slice() {
+                [id] => *id,
+                [] => {
+                    let mut known: Vec<&str> = self.streams.values().map(|s| s.info.name.as_str()).collect();
+                    known.sort();
+                    known.dedup();
+                    return Err(bad(format!(
+                        "topic {name} has no message in the selection (robot, time range); topics: {}",
+                        known.join(", ")
+                    )));
+                }
+                _ => return Err(bad(format!("topic {name} is recorded under {} ids (types or robots)", ids.len()))),
+            };
+            let Some(mut s) = self.streams.remove(&id) else { continue };
+            finish_entry(&mut s.entry);
+            inputs.push(AlignInput {
+                topic: s.info.name.clone(),
+                robot: s.info.robot.clone(),
+                plan: s.plan.clone(),
+                batch: s.batch.take(),
+            });
+            entries.push(s.entry);
+        }
+        let window = Window { start_ns: self.opts.start_ns, end_ns: self.opts.end_ns };
+        let (alignment, path) =
+            write_aligned(spec, self.opts.format, &self.opts.out, self.opts.limits, window, inputs)?;
+        let rel = self.rel(&path);
+        for mut e in entries {
+            e.files = vec![rel.clone()];
+            self.done.push(e);
+        }
+        self.files.push(path);
+        info!(rows = alignment.rows, dropped = alignment.dropped_rows, file = %rel, "aligned table written");
+        Ok(alignment)
+    }
+
     fn finish(mut self, segments: Vec<SegmentEntry>) -> Result<ExportManifest> {
+        let alignment = match &self.opts.align {
+            Some(spec) => Some(self.align(spec)?),
+            None => None,
+        };
         let mut ids: Vec<u32> = self.streams.keys().copied().collect();
         ids.sort();
         for id in ids {
@@ -424,7 +508,7 @@ impl Exporter<'_> {
                 end_ns: self.opts.end_ns,
                 include_unsealed: self.opts.include_unsealed,
             },
-            alignment: None,
+            alignment,
             segments,
             robots: robots.into_iter().collect(),
             topics: self.done,

@@ -4,6 +4,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`align`] | `--align`: one time-aligned table by as-of join |
 //! | [`msgdef`] | parser of `ros2msg` definition texts |
 //! | [`plan`] | a definition compiled once per type into a decoding plan |
 //! | [`cdr`] | the CDR cursor: encapsulation, byte order, alignment, bounds |
@@ -16,6 +17,7 @@
 //! | [`time_arg`] | parsing `--start`/`--end` times |
 //! | [`fixtures`] | extra definitions for tests and benchmarks |
 
+pub mod align;
 pub mod cdr;
 pub mod column;
 pub mod error;

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use exporter::align::{AlignSpec, Reference};
 use exporter::format::Limits;
-use exporter::time_arg::parse_time;
+use exporter::time_arg::{parse_duration, parse_time};
 use exporter::{export, ExportOptions, Format};
 
 const AFTER_HELP: &str = "\
@@ -22,12 +23,27 @@ Output layout (OUT):
   manifest.json                       segments, topics, counts, time ranges, rates, SHA-256 of files
 <topic> is the topic name without `/<robot>/`, `/` replaced by `__`, unsafe characters by `_`.
 
+Time alignment (--align, parquet or csv): instead of a table per topic, ONE table `aligned.parquet`
+(or `aligned.csv`) with a row per tick. Ticks are the receive times of the --on topic (one row per
+message of it) or a fixed --rate grid (from --start, else the first message, to --end, else the
+last). At each tick every topic contributes its latest message received AT OR BEFORE the tick
+(as-of join; never a later message). A tick where a topic has no message yet (missing) or only one
+older than --max-age (stale) is dropped; drops are counted per reason and per topic in
+manifest.json (`alignment`), with the policy and the tolerance. Columns: `time_ns` (the tick),
+then per topic a struct named after it (`/robot1/imu` -> `robot1__imu`) with receive_time_ns,
+publish_time_ns, sequence and the message fields; in CSV the same as dotted columns
+(`robot1__imu.linear_acceleration.x`). The aligned topics are held decoded in memory.
+
 Times (--start/--end, inclusive, on the receive time): ns since the epoch (1700000000000000000),
 seconds with `s` (1700000000.25s), or RFC 3339 (2023-11-14T22:13:20Z).
 
 Examples:
   fleetrec-exporter export --input data/recordings --out /tmp/ds --format parquet
-  fleetrec-exporter export --input data/recordings --out /tmp/imu --format npy --robot robot1 --topic '/imu$'";
+  fleetrec-exporter export --input data/recordings --out /tmp/imu --format npy --robot robot1 --topic '/imu$'
+  fleetrec-exporter export --input data/recordings --out /tmp/al --format parquet \
+      --align /robot1/imu,/robot1/pose --on /robot1/scan --max-age 100ms
+  fleetrec-exporter export --input data/recordings --out /tmp/al --format csv \
+      --align /robot1/imu,/robot1/pose --rate 10 --max-age 50ms";
 
 #[derive(Debug, Parser)]
 #[command(name = "fleetrec-exporter", version, about = "Export fleetrec recordings for training and analysis")]
@@ -75,6 +91,20 @@ struct ExportArgs {
     /// Encoded megabytes per Parquet row group (at most).
     #[arg(long, default_value_t = 128, value_name = "MB")]
     row_group_mb: usize,
+    /// Write one time-aligned table over these topics (full names, comma-separated) instead of a
+    /// table per topic; needs --on or --rate, and --max-age. See below.
+    #[arg(long, value_name = "TOPIC,...", value_delimiter = ',', num_args = 1..)]
+    align: Vec<String>,
+    /// Alignment ticks: the receive time of every message of this topic (its fields are included).
+    #[arg(long, value_name = "TOPIC", requires = "align", conflicts_with = "rate")]
+    on: Option<String>,
+    /// Alignment ticks: a fixed rate in Hz (e.g. 10).
+    #[arg(long, value_name = "HZ", requires = "align")]
+    rate: Option<f64>,
+    /// Alignment tolerance: a topic whose latest message is older than this at a tick makes the
+    /// tick stale (dropped). A number with ns, us, ms or s (100ms, 0.5s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "align")]
+    max_age: Option<u64>,
     /// Do not draw a progress bar.
     #[arg(long)]
     quiet: bool,
@@ -116,6 +146,17 @@ fn run_export(a: ExportArgs) -> anyhow::Result<()> {
     opts.end_ns = a.end;
     opts.include_unsealed = a.include_unsealed;
     opts.limits = Limits { row_group_rows: a.row_group_rows.max(1), row_group_bytes: a.row_group_mb.max(1) << 20 };
+    if !a.align.is_empty() {
+        let bad = |option, reason: &str| exporter::ExportError::BadOption { option, reason: reason.into() };
+        let reference = match (a.on, a.rate) {
+            (Some(t), None) => Reference::Topic(t),
+            (None, Some(hz)) => Reference::Rate(hz),
+            _ => return Err(bad("--align", "needs the ticks: --on TOPIC or --rate HZ").into()),
+        };
+        let max_age_ns =
+            a.max_age.ok_or_else(|| bad("--max-age", "--align needs a tolerance, e.g. --max-age 100ms"))?;
+        opts.align = Some(AlignSpec { topics: a.align, reference, max_age_ns });
+    }
     let bar = if a.quiet {
         indicatif::ProgressBar::hidden()
     } else {

@@ -32,8 +32,8 @@ pub struct ExportManifest {
     pub input: String,
     /// What was selected.
     pub filters: Filters,
-    /// Time alignment (`null`: not aligned).
-    pub alignment: Option<serde_json::Value>,
+    /// Time alignment (`null`: not aligned, one table per topic).
+    pub alignment: Option<Alignment>,
     /// Every segment found, read or skipped.
     pub segments: Vec<SegmentEntry>,
     /// Robots with exported messages.
@@ -149,6 +149,63 @@ pub struct Totals {
     pub decode_errors: u64,
     /// Sum of the topics' sequence gaps.
     pub sequence_gaps: u64,
+}
+
+/// The alignment of an `--align` export: policy, tolerance, what was kept and what dropped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Alignment {
+    /// Always `asof_backward`: each topic's latest message received at or before the tick.
+    pub policy: String,
+    /// The policy in words.
+    pub description: String,
+    /// The time the join uses: `receive_time_ns`.
+    pub clock: String,
+    /// `topic` (one tick per message of `reference_topic`) or `rate` (a fixed grid).
+    pub reference: String,
+    /// The reference topic, for `reference = topic`.
+    pub reference_topic: Option<String>,
+    /// Ticks per second, for `reference = rate`.
+    pub rate_hz: Option<f64>,
+    /// Time between ticks in ns, for `reference = rate`.
+    pub period_ns: Option<u64>,
+    /// Tolerance: a message older than this at a tick is stale, ns.
+    pub max_age_ns: u64,
+    /// First tick, ns since the epoch (0 if none).
+    pub first_tick_ns: u64,
+    /// Last tick, ns since the epoch (0 if none).
+    pub last_tick_ns: u64,
+    /// Ticks considered.
+    pub ticks: u64,
+    /// Rows written (ticks where every topic had a fresh value).
+    pub rows: u64,
+    /// Ticks dropped: `dropped_missing + dropped_stale`.
+    pub dropped_rows: u64,
+    /// Ticks dropped because some topic had no message at or before the tick.
+    pub dropped_missing: u64,
+    /// Ticks dropped because some topic's latest message was older than `max_age_ns` (and none
+    /// was missing).
+    pub dropped_stale: u64,
+    /// The aligned topics, in column order.
+    pub topics: Vec<AlignedTopic>,
+    /// The aligned table, relative to the output folder.
+    pub file: String,
+}
+
+/// One topic of an aligned table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlignedTopic {
+    /// Topic name.
+    pub topic: String,
+    /// Robot name.
+    pub robot: String,
+    /// Its column (Parquet struct) or column prefix (CSV).
+    pub column: String,
+    /// Its messages in the selection.
+    pub messages: u64,
+    /// Ticks at which it had no message yet.
+    pub missing: u64,
+    /// Ticks at which its latest message was older than the maximum age.
+    pub stale: u64,
 }
 
 /// One output file.

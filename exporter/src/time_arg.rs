@@ -1,6 +1,7 @@
 //! Times on the command line (`--start`, `--end`): nanoseconds since the Unix epoch
 //! (`1700000000000000000`), seconds with an `s` suffix (`1700000000.25s`), or RFC 3339 in UTC or
-//! with an offset (`2023-11-14T22:13:20.5Z`, `2023-11-14T23:13:20+01:00`).
+//! with an offset (`2023-11-14T22:13:20.5Z`, `2023-11-14T23:13:20+01:00`). Durations
+//! (`--max-age`): a decimal number with a unit, `ns`, `us`, `ms` or `s` (`100ms`, `0.5s`).
 
 /// Parses a time; the error says what is accepted.
 pub fn parse_time(s: &str) -> Result<u64, String> {
@@ -91,6 +92,34 @@ fn rfc3339(s: &str) -> Option<u64> {
     u64::try_from(secs).ok()?.checked_mul(1_000_000_000)?.checked_add(frac_ns)
 }
 
+/// Parses a duration with a unit (`250ns`, `20us`, `100ms`, `0.5s`) into nanoseconds, exactly.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let err = || format!("`{s}` is not a duration: use a number with a unit ns, us, ms or s (100ms, 0.5s)");
+    let (num, digits) = if let Some(n) = s.strip_suffix("ns") {
+        (n, 0)
+    } else if let Some(n) = s.strip_suffix("us") {
+        (n, 3)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 6)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 9)
+    } else {
+        return Err(err());
+    };
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(err());
+    }
+    if frac.len() > digits {
+        return Err(format!("`{s}` is finer than a nanosecond"));
+    }
+    let scale = 10u64.pow(digits as u32);
+    let whole: u64 = int.parse().map_err(|_| err())?;
+    let frac_ns: u64 = if frac.is_empty() { 0 } else { format!("{frac:0<digits$}").parse().map_err(|_| err())? };
+    whole.checked_mul(scale).and_then(|w| w.checked_add(frac_ns)).ok_or_else(err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +136,20 @@ mod tests {
             ["", "x", "1.5", "-1s", "2023-13-01T00:00:00Z", "2023-11-14T22:13:20", "1e9s", "1969-12-31T23:59:59Z"]
         {
             assert!(parse_time(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("100ms"), Ok(100_000_000));
+        assert_eq!(parse_duration("0.5s"), Ok(500_000_000));
+        assert_eq!(parse_duration("20us"), Ok(20_000));
+        assert_eq!(parse_duration("1.5us"), Ok(1_500));
+        assert_eq!(parse_duration("7ns"), Ok(7));
+        assert_eq!(parse_duration("2s"), Ok(2_000_000_000));
+        assert_eq!(parse_duration("0ms"), Ok(0));
+        for bad in ["", "100", "ms", "1.5ns", "-1s", "1e3ms", "10 m", "1.0000000001s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
 }

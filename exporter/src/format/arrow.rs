@@ -55,7 +55,7 @@ pub fn data_type(node: &Node) -> DataType {
     }
 }
 
-fn struct_fields(fields: &[(String, Node)]) -> Fields {
+pub(crate) fn struct_fields(fields: &[(String, Node)]) -> Fields {
     fields.iter().map(|(name, n)| Field::new(name, data_type(n), false)).collect()
 }
 

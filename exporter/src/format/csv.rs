@@ -108,7 +108,7 @@ impl TableWriter for CsvTable {
 }
 
 /// Writes a scalar cell; false if the column is not a scalar.
-fn push_scalar(line: &mut String, col: &Column, row: usize) -> bool {
+pub(crate) fn push_scalar(line: &mut String, col: &Column, row: usize) -> bool {
     use std::fmt::Write as _;
     macro_rules! num {
         ($v:expr) => {{

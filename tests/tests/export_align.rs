@@ -1,0 +1,303 @@
+//! `fleetrec-exporter export --align`: the aligned table read back by pyarrow and pandas, every
+//! row checked against a brute-force as-of join of the recorded messages (latest at or before
+//! the tick, within the maximum age), the drop counts, and that no later message is ever used.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod export_support;
+
+use std::path::Path;
+use std::process::Command;
+
+use export_support::*;
+use serde_json::{json, Value as Json};
+use shared::plane::MessageHeader;
+use shared::topic::topic_id;
+
+const MS: u64 = 1_000_000;
+const SCAN: &str = "/robot1/scan";
+const IMU: &str = "/robot1/imu";
+const POSE: &str = "/robot1/pose";
+
+/// Receive times (ns after `BASE_NS`) of each topic. imu: every 30 ms with a gap from 420 to
+/// 690 ms; pose: a few, one of them 1 ns after the 800 ms tick.
+fn times() -> Vec<(&'static str, &'static str, Vec<u64>)> {
+    let scan: Vec<u64> = (1..=10).map(|k| k * 100 * MS).collect();
+    let imu: Vec<u64> = (0..=33).map(|k| k * 30 * MS).filter(|t| !(420 * MS..=690 * MS).contains(t)).collect();
+    let pose = vec![250 * MS, 510 * MS, 760 * MS, 800 * MS + 1, 900 * MS];
+    vec![
+        (SCAN, "sensor_msgs/msg/LaserScan", scan),
+        (IMU, "sensor_msgs/msg/Imu", imu),
+        (POSE, "geometry_msgs/msg/PoseStamped", pose),
+    ]
+}
+
+/// A sealed recording of robot1's scan, imu and pose at [`times`], plus robot2's imu at the same
+/// times as robot1's (which must not leak into the table); returns every message.
+fn align_recording(dir: &Path) -> Vec<Expected> {
+    let defs = topics();
+    let mut seg = SegmentBuilder::new(1);
+    let mut all = Vec::new();
+    for (name, t, ts) in times() {
+        let def = defs.iter().find(|(_, ty, _)| *ty == t).unwrap().2.clone();
+        seg.topic(&info(0, name, t, &def));
+        for (i, rel) in ts.iter().enumerate() {
+            all.push((0u16, name.to_string(), t, def.clone(), i as u64 + 1, BASE_NS + rel));
+        }
+        if name == IMU {
+            seg.topic(&info(1, "/robot2/imu", t, &def));
+            for (i, rel) in ts.iter().enumerate() {
+                all.push((1, "/robot2/imu".to_string(), t, def.clone(), i as u64 + 1, BASE_NS + rel));
+            }
+        }
+    }
+    // In time order, as the writer records them.
+    all.sort_by_key(|m| (m.5, m.1.clone()));
+    let mut out = Vec::new();
+    for (robot_id, name, t, def, seq, recv) in all {
+        let robot = ROBOTS[robot_id as usize];
+        let (payload, value) = make(t, &def, robot_id + 1, seq, recv - 700);
+        let h = MessageHeader {
+            topic_id: topic_id(robot, &name, t),
+            robot_id,
+            sequence: seq,
+            receive_time_ns: recv,
+            publish_time_ns: recv - 700,
+            ingest_session: 1,
+            ..MessageHeader::default()
+        };
+        seg.message(&h, &payload, format!("{name}{seq}"));
+        out.push(Expected {
+            robot: robot.into(),
+            topic: name,
+            type_name: t.into(),
+            sequence: seq,
+            receive_ns: recv,
+            publish_ns: recv - 700,
+            value,
+        });
+    }
+    seg.seal(dir, None);
+    out
+}
+
+/// The brute-force join: per tick, each topic's latest message at or before it, or why not.
+enum Pick<'a> {
+    Row(Vec<&'a Expected>),
+    Missing,
+    Stale,
+}
+
+fn oracle<'a>(msgs: &'a [Expected], topics: &[&str], tick: u64, max_age: u64) -> Pick<'a> {
+    let mut row = Vec::new();
+    let mut stale = false;
+    for t in topics {
+        let latest = msgs
+            .iter()
+            .filter(|m| m.robot == "robot1" && m.topic == *t && m.receive_ns <= tick)
+            .max_by_key(|m| m.receive_ns);
+        match latest {
+            None => return Pick::Missing,
+            Some(m) if tick - m.receive_ns > max_age => stale = true,
+            Some(m) => row.push(m),
+        }
+    }
+    if stale {
+        Pick::Stale
+    } else {
+        Pick::Row(row)
+    }
+}
+
+/// The aligned Parquet file as JSON: column names, ticks, and each topic column's rows.
+fn read_parquet(path: &Path) -> Json {
+    run_python(
+        &format!(
+            "{EXACT}import pyarrow.parquet as pq\n\
+             t = pq.read_table(sys.argv[1])\n\
+             print(json.dumps({{'names': t.column_names, 'meta': t.schema.metadata[b'fleetrec.alignment'].decode(),\n\
+                                'cols': {{n: exact(t.column(n).to_pylist()) for n in t.column_names}}}}))"
+        ),
+        &[path],
+    )
+}
+
+/// Python: floats as exact text (`f:` + repr), so the Rust side parses them without rounding.
+const EXACT: &str = r#"
+import json, sys
+def exact(o):
+    if isinstance(o, float):
+        return 'f:' + repr(o)
+    if isinstance(o, (bytes, bytearray)):
+        return list(o)
+    if isinstance(o, dict):
+        return {k: exact(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [exact(v) for v in o]
+    return o
+"#;
+
+fn check_rows(table: &Json, msgs: &[Expected], topics: &[&str], ticks: &[u64], max_age: u64) -> usize {
+    let got_ticks: Vec<u64> =
+        table["cols"]["time_ns"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let mut want_ticks = Vec::new();
+    for &tick in ticks {
+        if let Pick::Row(row) = oracle(msgs, topics, tick, max_age) {
+            let i = want_ticks.len();
+            want_ticks.push(tick);
+            for (t, m) in topics.iter().zip(row) {
+                let col = exporter::align::column_name(t);
+                let got = &table["cols"][&col][i];
+                assert_json_eq(got, &export_support::row(m), &format!("tick {tick} {col}"));
+                assert!(m.receive_ns <= tick, "a later message was used");
+            }
+        }
+    }
+    assert_eq!(got_ticks, want_ticks);
+    want_ticks.len()
+}
+
+#[test]
+fn aligned_on_a_reference_topic_takes_the_latest_message_at_or_before_each_tick() {
+    let rec = tempfile::tempdir().unwrap();
+    let msgs = align_recording(rec.path());
+    let out = tempfile::tempdir().unwrap();
+    let m = run_export(
+        rec.path(),
+        out.path(),
+        "parquet",
+        &["--align", &format!("{IMU},{POSE}"), "--on", SCAN, "--max-age", "100ms"],
+    );
+    let a = m.alignment.as_ref().expect("alignment in the manifest");
+    assert_eq!(a.policy, "asof_backward");
+    assert_eq!(a.clock, "receive_time_ns");
+    assert_eq!((a.reference.as_str(), a.reference_topic.as_deref()), ("topic", Some(SCAN)));
+    assert_eq!(a.max_age_ns, 100 * MS);
+    // ticks 100..=1000 ms: 100, 200 lack a pose; 400 (pose 150 ms old), 500, 600, 700 (imu gap)
+    // are stale; 300, 800, 900, 1000 (pose exactly 100 ms old: kept) are rows.
+    assert_eq!((a.ticks, a.rows, a.dropped_rows, a.dropped_missing, a.dropped_stale), (10, 4, 6, 2, 4));
+    let per_topic: Vec<(&str, &str, u64, u64, u64)> =
+        a.topics.iter().map(|t| (t.topic.as_str(), t.column.as_str(), t.messages, t.missing, t.stale)).collect();
+    assert_eq!(
+        per_topic,
+        [(SCAN, "robot1__scan", 10, 0, 0), (IMU, "robot1__imu", 24, 0, 3), (POSE, "robot1__pose", 5, 2, 3)]
+    );
+    assert_eq!(a.file, "aligned.parquet");
+    let files: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(files, ["aligned.parquet"]);
+    assert_eq!(m.topics.len(), 3, "only the aligned topics are exported");
+    assert!(m.topics.iter().all(|t| t.robot == "robot1" && t.files == ["aligned.parquet"]));
+
+    let table = read_parquet(&out.path().join("aligned.parquet"));
+    assert_eq!(table["names"], json!(["time_ns", "robot1__scan", "robot1__imu", "robot1__pose"]));
+    assert!(table["meta"].as_str().unwrap().contains("asof_backward"));
+    let ticks: Vec<u64> = (1..=10).map(|k| BASE_NS + k * 100 * MS).collect();
+    let rows = check_rows(&table, &msgs, &[SCAN, IMU, POSE], &ticks, 100 * MS);
+    assert_eq!(rows, 4);
+    // Spelled out: at 800 ms the pose is the one of 760 ms (sequence 3), not the one 1 ns later;
+    // at 300 ms the imu received exactly at the tick is used.
+    assert_eq!(table["cols"]["time_ns"][1], json!(BASE_NS + 800 * MS));
+    assert_eq!(table["cols"]["robot1__pose"][1]["sequence"], json!(3));
+    assert_eq!(table["cols"]["robot1__pose"][1]["receive_time_ns"], json!(BASE_NS + 760 * MS));
+    assert_eq!(table["cols"]["robot1__imu"][0]["receive_time_ns"], json!(BASE_NS + 300 * MS));
+    assert_eq!(table["cols"]["robot1__scan"][0]["sequence"], json!(3));
+}
+
+#[test]
+fn aligned_on_a_fixed_rate_in_csv_reads_in_pandas() {
+    let rec = tempfile::tempdir().unwrap();
+    let msgs = align_recording(rec.path());
+    let out = tempfile::tempdir().unwrap();
+    let start = BASE_NS + 50 * MS;
+    let end = BASE_NS + 1000 * MS;
+    let m = run_export(
+        rec.path(),
+        out.path(),
+        "csv",
+        &[
+            "--align",
+            &format!("{POSE},{IMU}"),
+            "--rate",
+            "10",
+            "--max-age",
+            "0.1s",
+            "--start",
+            &start.to_string(),
+            "--end",
+            &end.to_string(),
+        ],
+    );
+    let a = m.alignment.as_ref().unwrap();
+    assert_eq!((a.reference.as_str(), a.rate_hz, a.period_ns), ("rate", Some(10.0), Some(100 * MS)));
+    assert_eq!((a.first_tick_ns, a.last_tick_ns, a.ticks), (start, BASE_NS + 950 * MS, 10));
+    let ticks: Vec<u64> = (0..10).map(|k| start + k * 100 * MS).collect();
+    let mut want = Vec::new();
+    let (mut missing, mut stale) = (0, 0);
+    for &t in &ticks {
+        match oracle(&msgs, &[POSE, IMU], t, 100 * MS) {
+            Pick::Row(r) => want.push((t, r[0].sequence, r[1].sequence, r[1].value.clone())),
+            Pick::Missing => missing += 1,
+            Pick::Stale => stale += 1,
+        }
+    }
+    assert_eq!((a.rows, a.dropped_missing, a.dropped_stale), (want.len() as u64, missing, stale));
+    assert!(!want.is_empty() && missing > 0 && stale > 0, "the recording exercises every case");
+    // At 850 ms the pose received 1 ns after 800 ms is the latest one: it is used.
+    let at_850 = want.iter().find(|w| w.0 == BASE_NS + 850 * MS).expect("a row at 850 ms");
+    assert_eq!(at_850.1, 4);
+
+    let got = run_python(
+        &format!("{EXACT}import pandas as pd\n\
+         d = pd.read_csv(sys.argv[1])\n\
+         print(json.dumps({{'cols': list(d.columns), 'time': [int(x) for x in d['time_ns']],\n\
+           'pose_seq': [int(x) for x in d['robot1__pose.sequence']], 'imu_seq': [int(x) for x in d['robot1__imu.sequence']],\n\
+           'imu_ax': exact([float(x) for x in d['robot1__imu.linear_acceleration.x']]),\n\
+           'imu_cov': exact([json.loads(x) for x in d['robot1__imu.orientation_covariance']])}}))"),
+        &[&out.path().join("aligned.csv")],
+    );
+    let cols: Vec<&str> = got["cols"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert_eq!(
+        cols[..5],
+        [
+            "time_ns",
+            "robot1__pose.receive_time_ns",
+            "robot1__pose.publish_time_ns",
+            "robot1__pose.sequence",
+            "robot1__pose.header.stamp.sec"
+        ]
+    );
+    assert!(cols.contains(&"robot1__imu.linear_acceleration.x"));
+    assert_eq!(got["time"], json!(want.iter().map(|w| w.0).collect::<Vec<_>>()));
+    assert_eq!(got["pose_seq"], json!(want.iter().map(|w| w.1).collect::<Vec<_>>()));
+    assert_eq!(got["imu_seq"], json!(want.iter().map(|w| w.2).collect::<Vec<_>>()));
+    for (i, w) in want.iter().enumerate() {
+        assert_json_eq(&got["imu_ax"][i], &w.3["linear_acceleration"]["x"], &format!("row {i} imu ax"));
+        assert_json_eq(&got["imu_cov"][i], &w.3["orientation_covariance"], &format!("row {i} imu cov"));
+    }
+}
+
+#[test]
+fn align_errors_are_clear_and_exit_2() {
+    let rec = tempfile::tempdir().unwrap();
+    align_recording(rec.path());
+    let out = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--format", "npy", "--align", IMU, "--rate", "10", "--max-age", "10ms"], "parquet or csv"),
+        (&["--format", "parquet", "--align", IMU, "--rate", "10"], "--max-age"),
+        (&["--format", "parquet", "--align", IMU, "--max-age", "10ms"], "--on TOPIC or --rate HZ"),
+        (&["--format", "parquet", "--align", "/robot1/nope", "--on", SCAN, "--max-age", "10ms"], "/robot1/imu"),
+        (&["--format", "parquet", "--align", IMU, "--rate", "10", "--max-age", "10"], "not a duration"),
+    ];
+    for (args, needle) in cases {
+        let o = Command::new(exporter_bin())
+            .args(["export", "--quiet", "--input"])
+            .arg(rec.path())
+            .arg("--out")
+            .arg(out.path())
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: expected `{needle}` in: {err}");
+    }
+}
