@@ -113,7 +113,7 @@ fn prometheus_metrics_match_status_and_headless_json() {
     let mut ingest = Stage::start("ingest", &env.config, &[], env.dir.path());
     wait_status("writer", &env.config, Duration::from_secs(30), |w| w["messages"].as_u64() > Some(200));
 
-    let mut dashboard = Dashboard::attach(&config.pipeline).unwrap();
+    let mut dashboard = Dashboard::attach(&config).unwrap();
     let server = MetricsServer::start("127.0.0.1:0".parse().unwrap()).unwrap();
 
     let (_, ingest_before) = status_json("ingest", &env.config);

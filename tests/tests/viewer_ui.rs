@@ -1,8 +1,10 @@
 //! The Slint dashboard, headless (Slint's testing backend, software renderer) with a pipeline
-//! running: elements found by id show the live values from the stages' status, a click on
-//! "Pause recording" pauses the writer (checked in the writer's own status) and "Resume"
-//! resumes it, and a PNG snapshot of the window is produced. One UI test per binary: Slint
-//! allows one platform per process.
+//! running: elements found by id show the live values from the stages' status and the system
+//! diagnostics, a click on "Pause recording" pauses the writer (checked in the writer's own
+//! status), "Resume" and "Start" resume it, the export dialog sends its request (refused at once
+//! with no exporter running), "Stop writer" needs a second click and then stops the writer, and a
+//! PNG snapshot of the window is produced. One UI test per binary: Slint allows one platform per
+//! process.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
@@ -50,14 +52,35 @@ fn pump_until(app: &ViewerApp, what: &str, timeout: Duration, pred: impl Fn(&Vie
 #[test]
 fn dashboard_shows_live_status_and_pause_reaches_the_writer() {
     init_headless_backend().unwrap();
-    let env = TestEnv::new("viewer-ui", "[synthetic]\nrobots = 2\n");
+    // The upload endpoint: a port that accepts connections, so the latency probe has a target.
+    let endpoint = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint_addr = endpoint.local_addr().unwrap().to_string();
+    let env = TestEnv::new(
+        "viewer-ui",
+        &format!("[synthetic]\nrobots = 2\n\n[sync]\nendpoint = \"http://{endpoint_addr}\"\n"),
+    );
     let config = env.load();
 
-    // The viewer starts before the pipeline: everything shows down.
-    let app = ViewerApp::new(&config.pipeline, None).unwrap();
+    // The viewer starts before the pipeline: everything shows down, the exporter (started on
+    // demand) as not running.
+    let app = ViewerApp::new(&config, None).unwrap();
     pump_until(&app, "stages down", Duration::from_secs(10), |a| {
         value(a, "writer-card") == "down" && value(a, "ingest-card") == "down"
     });
+    assert_eq!(value(&app, "exporter-card"), "not running");
+    assert!(app.window().get_exporter_card().optional);
+    assert!(!app.window().get_writer_card().optional);
+    assert_eq!(value(&app, "sync-card"), "not running");
+
+    // System diagnostics, measured off the UI thread: CPU, memory, disk, endpoint latency.
+    pump_until(&app, "system diagnostics", Duration::from_secs(20), |a| {
+        value(a, "cpu-tile").ends_with(" cores") && value(a, "latency-tile").contains(" ms to ")
+    });
+    let cpu: u32 = value(&app, "cpu-tile").split('%').next().unwrap().parse().unwrap();
+    assert!(cpu <= 100, "cpu {cpu}");
+    assert!(value(&app, "memory-tile").contains(" used"), "{}", value(&app, "memory-tile"));
+    assert!(value(&app, "disk-tile").contains(" free of "), "{}", value(&app, "disk-tile"));
+    assert!(value(&app, "latency-tile").ends_with(&endpoint_addr), "{}", value(&app, "latency-tile"));
 
     let mut writer = Stage::start("writer", &env.config, &[], env.dir.path());
     wait_status("writer", &env.config, Duration::from_secs(30), |_| true);
@@ -73,7 +96,8 @@ fn dashboard_shows_live_status_and_pause_reaches_the_writer() {
     });
     assert_eq!(app.window().get_selected_robot(), "robot1");
     assert_eq!(value(&app, "uploader-card"), "down");
-    assert_eq!(value(&app, "exporter-card"), "down");
+    assert_eq!(value(&app, "exporter-card"), "not running");
+    assert_eq!(value(&app, "sync-pending"), "–");
 
     // The received count shown for robot1 lies between two reads of ingest's own status.
     let (_, before) = status_json("ingest", &env.config);
@@ -101,6 +125,47 @@ fn dashboard_shows_live_status_and_pause_reaches_the_writer() {
     let imu = (0..5).map(|i| topics.row_data(i).unwrap()).find(|r| r.name == "/robot1/imu").unwrap();
     assert_eq!(imu.type_name, "sensor_msgs/msg/Imu");
 
+    // Storage of the robot: the bytes the writer recorded for it, and the free space.
+    let (_, writer_status) = status_json("writer", &env.config);
+    assert_eq!(writer_status["robots"][0]["name"], "robot1");
+    let storage = value(&app, "storage-tile");
+    assert!(storage.ends_with("B") && storage != "0 B", "storage {storage}");
+    let storage_sub = element(&app, "storage-tile").accessible_description().unwrap_or_default().to_string();
+    assert!(storage_sub.contains(" free · ") && storage_sub.ends_with(" sealed"), "{storage_sub}");
+
+    // Last message age: once the count of /robot1/imu (200 Hz) grew under the viewer's eyes, the
+    // age is exact (no "> " prefix) and counted in whole seconds.
+    pump_until(&app, "an exact age of /robot1/imu", Duration::from_secs(10), |a| {
+        let t = a.window().get_topics();
+        (0..t.row_count()).filter_map(|i| t.row_data(i)).any(|r| r.name == "/robot1/imu" && !r.age.starts_with('>'))
+    });
+    let topics = app.window().get_topics();
+    for r in (0..topics.row_count()).filter_map(|i| topics.row_data(i)) {
+        let age = r.age.trim_start_matches("> ");
+        assert!(age == "<1 s" || age.strip_suffix(" s").is_some_and(|n| n.parse::<u64>().is_ok()), "{}: {age}", r.name);
+    }
+    // Sort by last message age, newest first (column 6, ascending): the 1 Hz topic is last or tied.
+    app.window().set_sort_column(6);
+    app.window().set_sort_descending(true);
+    app.window().invoke_view_changed();
+    app.pump();
+    let sorted = app.window().get_topics();
+    let first = sorted.row_data(0).unwrap();
+    let secs = |s: &str| -> u64 { s.trim_start_matches("> ").trim_end_matches(" s").parse().unwrap_or(0) };
+    for r in (1..sorted.row_count()).filter_map(|i| sorted.row_data(i)) {
+        assert!(
+            secs(&first.age) >= secs(&r.age),
+            "descending by age: {} {} then {} {}",
+            first.name,
+            first.age,
+            r.name,
+            r.age
+        );
+    }
+    app.window().set_sort_column(0);
+    app.window().set_sort_descending(false);
+    app.window().invoke_view_changed();
+
     // Filter: only matching topics remain.
     app.window().set_filter_text("scan".into());
     app.window().invoke_view_changed();
@@ -121,6 +186,31 @@ fn dashboard_shows_live_status_and_pause_reaches_the_writer() {
     pump_until(&app, "writer running again", Duration::from_secs(15), |a| value(a, "writer-card") == "running");
     wait_status("writer", &env.config, Duration::from_secs(10), |w| w["state"] == "running");
 
+    // "Start" records too (after another pause).
+    element(&app, "pause-button").invoke_accessible_default_action();
+    pump_until(&app, "writer paused again", Duration::from_secs(15), |a| value(a, "writer-card") == "paused");
+    element(&app, "start-button").invoke_accessible_default_action();
+    pump_until(&app, "writer started", Duration::from_secs(15), |a| value(a, "writer-card") == "running");
+    assert!(app.window().get_reply_text().contains("writer recording"), "{}", app.window().get_reply_text());
+    wait_status("writer", &env.config, Duration::from_secs(10), |w| w["state"] == "running");
+
+    // Export with no exporter service running: refused at once, and said so.
+    assert_eq!(value(&app, "export-progress"), "start fleetrec-exporter to export from here");
+    app.window().set_export_format("csv".into());
+    app.window().set_export_robot("robot1".into());
+    app.window().set_export_topics("^/robot1/(imu|pose)$".into());
+    element(&app, "export-button").invoke_accessible_default_action();
+    pump_until(&app, "the exporter's refusal", Duration::from_secs(10), |a| {
+        a.window().get_reply_text().contains("exporter is not running")
+    });
+    assert!(!app.window().get_reply_ok());
+    // A request that does not fit the control request is refused before it is sent.
+    app.window().set_export_topics("x".repeat(300).into());
+    element(&app, "export-button").invoke_accessible_default_action();
+    assert!(app.window().get_reply_text().contains("at most 255"), "{}", app.window().get_reply_text());
+    assert!(!app.window().get_reply_ok());
+    app.window().set_export_topics("".into());
+
     // Sync now with no uploader: refused at once, and the refusal is shown.
     element(&app, "sync-button").invoke_accessible_default_action();
     pump_until(&app, "the uploader's refusal", Duration::from_secs(10), |a| {
@@ -128,21 +218,31 @@ fn dashboard_shows_live_status_and_pause_reaches_the_writer() {
     });
     assert!(!app.window().get_reply_ok());
 
-    let png = snapshot_png(app.window(), 1120.0, 720.0).unwrap();
+    let png = snapshot_png(app.window(), 1280.0, 800.0).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
     let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
-    assert_eq!((width, height), (1120, 720));
+    assert_eq!((width, height), (1280, 800));
     assert!(png.len() > 10_000, "a dashboard full of text compresses to more than {} bytes", png.len());
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("viewer_ui.png");
     std::fs::write(&path, &png).unwrap();
     eprintln!("snapshot: {}", path.display());
 
-    // Killing the writer: the card goes down; the viewer keeps going.
-    writer.signal(Signal::SIGKILL);
-    writer.wait(Duration::from_secs(10));
+    // "Stop writer" asks for a second click; the first one leaves the writer running.
+    element(&app, "stop-button").invoke_accessible_default_action();
+    assert!(app.window().get_stop_armed());
+    app.pump();
+    wait_status("writer", &env.config, Duration::from_secs(10), |w| w["state"] == "running");
+    element(&app, "stop-button").invoke_accessible_default_action();
+    assert!(!app.window().get_stop_armed());
+    pump_until(&app, "the writer's answer to stop", Duration::from_secs(10), |a| {
+        a.window().get_reply_text().contains("writer stopping")
+    });
+    // It exits cleanly; the card goes down, the viewer keeps going.
+    assert!(writer.wait(Duration::from_secs(20)).success(), "{}", writer.log_text());
     pump_until(&app, "writer down", Duration::from_secs(10), |a| value(a, "writer-card") == "down");
     assert_eq!(value(&app, "lag-tile"), "writer down");
+    drop(endpoint);
 
     drop(app);
     ingest.signal(Signal::SIGTERM);

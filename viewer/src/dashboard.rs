@@ -6,13 +6,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use shared::config::PipelineConfig;
+use shared::config::{Config, PipelineConfig};
 use shared::control::{ControlClient, ControlError, ControlReply};
 use shared::plane::{read_cstr, ControlCommand, Plane, Stage, StageState, StageStatus, StatusReader, TopicSubscriber};
 use shared::topic::TopicInfo;
 
+use crate::diagnostics::SystemMonitor;
 use crate::error::Result;
-use crate::snapshot::{RobotSnapshot, Snapshot, StageRobot, StageSnapshot, TopicCounters, TopicRow};
+use crate::snapshot::{
+    coarse_age_s, CurrentUpload, ExportSnapshot, RobotSnapshot, Snapshot, StageRobot, StageSnapshot, SyncRobot,
+    SyncSnapshot, TopicCounters, TopicRow,
+};
 
 /// The stages the viewer watches, in pipeline order.
 pub const WATCHED_STAGES: [Stage; 4] = [Stage::Ingest, Stage::Writer, Stage::Uploader, Stage::Exporter];
@@ -23,7 +27,8 @@ pub const STALE_INTERVALS: u64 = 3;
 /// How long a control request waits for the stage's answer.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The last counters of one (stage, topic) and the rates measured from them.
+/// The last counters of one (stage, topic), the rates measured from them, and when the message
+/// count last grew.
 #[derive(Debug, Clone, Copy, Default)]
 struct RateSample {
     updated_ns: u64,
@@ -31,6 +36,21 @@ struct RateSample {
     bytes: u64,
     rate_hz: f64,
     bandwidth_bps: f64,
+    /// Status time at which the count was first seen to grow (`None`: not since first sight).
+    changed_ns: Option<u64>,
+    /// Status time of the first sight.
+    first_seen_ns: u64,
+}
+
+/// When a topic's last message arrived, as far as the statuses tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LastMessage {
+    /// No message counted.
+    None,
+    /// The count grew by the status of this time (ns).
+    At(u64),
+    /// Messages were counted before the viewer's first status; none since this time (ns).
+    NotSince(u64),
 }
 
 /// Per-topic rates, measured between two statuses of the same stage (statuses carry counters
@@ -48,8 +68,17 @@ impl RateTracker {
                 let dt = (updated_ns - entry.updated_ns) as f64 / 1e9;
                 entry.rate_hz = (messages - entry.messages) as f64 / dt;
                 entry.bandwidth_bps = (bytes - entry.bytes) as f64 / dt;
+                if messages > entry.messages {
+                    entry.changed_ns = Some(updated_ns);
+                }
             } else {
-                // First sight, or the stage restarted and its counters began again.
+                if entry.updated_ns > 0 {
+                    // The stage restarted and its counters began again: what it counted since
+                    // arrived after its previous status.
+                    entry.changed_ns = (messages > 0).then_some(updated_ns);
+                } else {
+                    entry.first_seen_ns = updated_ns;
+                }
                 entry.rate_hz = 0.0;
                 entry.bandwidth_bps = 0.0;
             }
@@ -58,6 +87,14 @@ impl RateTracker {
             entry.bytes = bytes;
         }
         (entry.rate_hz, entry.bandwidth_bps)
+    }
+
+    fn last_message(&self, stage: Stage, topic_id: u32) -> LastMessage {
+        match self.samples.get(&(stage as u32, topic_id)) {
+            Some(RateSample { changed_ns: Some(t), .. }) => LastMessage::At(*t),
+            Some(s) if s.messages > 0 => LastMessage::NotSince(s.first_seen_ns),
+            _ => LastMessage::None,
+        }
     }
 }
 
@@ -77,6 +114,11 @@ pub struct Dashboard {
     topics: HashMap<u32, TopicMeta>,
     rates: RateTracker,
     stale_ns: u64,
+    /// CPU, memory, disk and endpoint latency (`None` if it could not start).
+    monitor: Option<SystemMonitor>,
+    /// The uploader's uploaded-segment count last seen, and when the viewer saw it grow.
+    uploads_seen: Option<u64>,
+    last_upload_ns: Option<u64>,
 }
 
 impl std::fmt::Debug for Dashboard {
@@ -86,9 +128,23 @@ impl std::fmt::Debug for Dashboard {
 }
 
 impl Dashboard {
-    /// Attaches to the pipeline described by `config`. Works whether or not any stage runs:
-    /// stages that are down show as down until they publish.
-    pub fn attach(config: &PipelineConfig) -> Result<Dashboard> {
+    /// Attaches to the pipeline described by `config` and starts the system diagnostics (of
+    /// `storage.path`'s filesystem and the `[sync] endpoint`). Works whether or not any stage
+    /// runs: stages that are down show as down until they publish.
+    pub fn attach(config: &Config) -> Result<Dashboard> {
+        let mut d = Self::attach_pipeline(&config.pipeline)?;
+        d.monitor = match SystemMonitor::start(&config.storage.path, &config.sync.endpoint) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(%e, "system diagnostics unavailable");
+                None
+            }
+        };
+        Ok(d)
+    }
+
+    /// Attaches to the pipeline without system diagnostics (`Snapshot::system` stays `None`).
+    pub fn attach_pipeline(config: &PipelineConfig) -> Result<Dashboard> {
         let plane = Plane::open(&format!("viewer-{}", std::process::id()), config)?;
         let mut readers = Vec::with_capacity(WATCHED_STAGES.len());
         for stage in WATCHED_STAGES {
@@ -111,6 +167,9 @@ impl Dashboard {
             topics: HashMap::new(),
             rates: RateTracker::default(),
             stale_ns,
+            monitor: None,
+            uploads_seen: None,
+            last_upload_ns: None,
         })
     }
 
@@ -155,7 +214,8 @@ impl Dashboard {
             latest.push((*stage, status, up));
         }
 
-        let stages = latest.iter().map(|(stage, status, up)| stage_snapshot(*stage, status.as_ref(), *up)).collect();
+        let stages =
+            latest.iter().map(|(stage, status, up)| stage_snapshot(*stage, status.as_ref(), *up, now)).collect();
 
         // Robot names by index, as ingest numbers them.
         let mut robot_names: HashMap<u16, String> = HashMap::new();
@@ -200,6 +260,8 @@ impl Dashboard {
                     ingest: None,
                     writer: None,
                     durable_lag: None,
+                    last_message_age_s: None,
+                    last_message_age_exact: false,
                 });
                 if *stage == Stage::Ingest {
                     row.ingest = Some(counters);
@@ -217,6 +279,14 @@ impl Dashboard {
                     }
                     _ => w.last_sequence.saturating_sub(w.durable_sequence),
                 });
+                let incoming = if row.ingest.is_some() { Stage::Ingest } else { Stage::Writer };
+                let age = |t: u64| coarse_age_s(now.saturating_sub(t) / 1_000_000);
+                (row.last_message_age_s, row.last_message_age_exact) =
+                    match self.rates.last_message(incoming, row.topic_id) {
+                        LastMessage::None => (None, false),
+                        LastMessage::At(t) => (Some(age(t)), true),
+                        LastMessage::NotSince(t) => (Some(age(t)), false),
+                    };
                 row
             })
             .collect();
@@ -249,22 +319,117 @@ impl Dashboard {
             }
         }
 
+        let uploader = latest.iter().find(|(s, _, _)| *s == Stage::Uploader).and_then(|(_, st, up)| st.filter(|_| *up));
+        let sync = self.sync_snapshot(uploader.as_ref(), now);
+        let exporter = latest.iter().find(|(s, _, _)| *s == Stage::Exporter).and_then(|(_, st, up)| st.filter(|_| *up));
         Snapshot {
             taken_ns: now,
             pipeline: self.plane.config().name.clone(),
             stages,
             robots: robots.into_values().collect(),
             topics,
+            sync,
+            export: export_snapshot(exporter.as_ref()),
+            system: self.monitor.as_ref().map(SystemMonitor::snapshot),
+        }
+    }
+
+    /// Sync details from the uploader's status (see `uploader/src/progress.rs` for the mapping);
+    /// `status` is `None` when the uploader is down.
+    fn sync_snapshot(&mut self, status: Option<&StageStatus>, now: u64) -> SyncSnapshot {
+        if let Some(s) = status {
+            if self.uploads_seen.is_some_and(|seen| s.segments > seen) {
+                self.last_upload_ns = Some(s.updated_ns);
+            }
+            self.uploads_seen = Some(s.segments);
+        }
+        let last_success_age_s = self.last_upload_ns.map(|t| coarse_age_s(now.saturating_sub(t) / 1_000_000));
+        let Some(s) = status else {
+            return SyncSnapshot { status: "not running".into(), last_success_age_s, ..SyncSnapshot::default() };
+        };
+        let state = s.state();
+        let (status_text, online) = match state {
+            StageState::Running => ("online", Some(true)),
+            StageState::Waiting => ("offline", Some(false)),
+            other => (other.name(), None),
+        };
+        // Queued segments, oldest first: the one with a part in flight is the current upload.
+        let current = s.topics().iter().find(|t| t.durable_sequence > 0).map(|t| CurrentUpload {
+            segment: read_cstr(&t.name),
+            size_bytes: t.bytes,
+            parts_done: t.messages,
+            parts_total: t.last_sequence,
+            part: t.durable_sequence,
+        });
+        SyncSnapshot {
+            up: true,
+            status: status_text.into(),
+            online,
+            queued_segments: s.queue_depth,
+            pending_bytes: s.bytes,
+            uploaded_segments: s.segments,
+            uploaded_bytes: s.durable_bytes,
+            rate_bytes: s.rate_bytes,
+            errors: s.errors,
+            retries: s.dropped,
+            corrupt: s.corrupt,
+            detail: read_cstr(&s.detail),
+            current,
+            last_success_age_s,
+            robots: s
+                .robots()
+                .iter()
+                .map(|r| SyncRobot {
+                    name: read_cstr(&r.name),
+                    uploaded_segments: r.messages,
+                    uploaded_bytes: r.bytes,
+                    queued_segments: r.topic_count,
+                })
+                .collect(),
         }
     }
 }
 
-fn stage_snapshot(stage: Stage, status: Option<&StageStatus>, up: bool) -> StageSnapshot {
+/// Export progress from the exporter service's status: `messages` exported so far,
+/// `queue_depth` messages in the current job, state running while exporting and waiting when
+/// idle; `status` is `None` when the exporter is not running.
+fn export_snapshot(status: Option<&StageStatus>) -> ExportSnapshot {
+    let Some(s) = status else {
+        return ExportSnapshot { status: "not running".into(), ..ExportSnapshot::default() };
+    };
+    let status = match s.state() {
+        StageState::Running => "exporting",
+        StageState::Waiting => "idle",
+        other => other.name(),
+    };
+    ExportSnapshot {
+        up: true,
+        status: status.into(),
+        exported: s.messages,
+        total: s.queue_depth,
+        detail: read_cstr(&s.detail),
+        errors: s.errors,
+    }
+}
+
+/// State shown for a stage that is not up: the exporter runs on demand, so its absence is
+/// normal.
+pub fn down_state(stage: Stage) -> &'static str {
+    if stage == Stage::Exporter {
+        "not running"
+    } else {
+        "down"
+    }
+}
+
+fn stage_snapshot(stage: Stage, status: Option<&StageStatus>, up: bool, now: u64) -> StageSnapshot {
     let Some(s) = status else {
         return StageSnapshot {
             stage: stage.name(),
             up: false,
-            state: "down".into(),
+            state: down_state(stage).into(),
+            status_age_s: None,
+            started_ns: 0,
             pid: 0,
             messages: 0,
             bytes: 0,
@@ -284,7 +449,9 @@ fn stage_snapshot(stage: Stage, status: Option<&StageStatus>, up: bool) -> Stage
     StageSnapshot {
         stage: stage.name(),
         up,
-        state: if up { s.state().name().to_string() } else { "down".into() },
+        state: if up { s.state().name().to_string() } else { down_state(stage).into() },
+        status_age_s: Some(coarse_age_s(now.saturating_sub(s.updated_ns) / 1_000_000)),
+        started_ns: s.started_ns,
         pid: s.pid,
         messages: s.messages,
         bytes: s.bytes,
@@ -336,8 +503,32 @@ mod tests {
 
     #[test]
     fn a_stage_never_seen_is_down() {
-        let s = stage_snapshot(Stage::Uploader, None, false);
+        let s = stage_snapshot(Stage::Uploader, None, false, 1);
         assert!(!s.up);
         assert_eq!(s.state, "down");
+        assert_eq!(s.status_age_s, None);
+        let e = stage_snapshot(Stage::Exporter, None, false, 1);
+        assert_eq!(e.state, "not running");
+    }
+
+    #[test]
+    fn last_message_time_comes_from_the_status_where_the_count_grew() {
+        let mut r = RateTracker::default();
+        assert_eq!(r.last_message(Stage::Ingest, 1), LastMessage::None);
+        r.update(Stage::Ingest, 1, 1_000, 10, 100);
+        // Counted before the first status the viewer saw: at least that old.
+        assert_eq!(r.last_message(Stage::Ingest, 1), LastMessage::NotSince(1_000));
+        r.update(Stage::Ingest, 1, 2_000, 12, 120);
+        assert_eq!(r.last_message(Stage::Ingest, 1), LastMessage::At(2_000));
+        r.update(Stage::Ingest, 1, 3_000, 12, 120);
+        assert_eq!(r.last_message(Stage::Ingest, 1), LastMessage::At(2_000));
+        // Restart: counters began again.
+        r.update(Stage::Ingest, 1, 4_000, 0, 0);
+        assert_eq!(r.last_message(Stage::Ingest, 1), LastMessage::None);
+        r.update(Stage::Ingest, 1, 5_000, 3, 30);
+        assert_eq!(r.last_message(Stage::Ingest, 1), LastMessage::At(5_000));
+        // A topic with no message yet.
+        r.update(Stage::Writer, 2, 1_000, 0, 0);
+        assert_eq!(r.last_message(Stage::Writer, 2), LastMessage::None);
     }
 }

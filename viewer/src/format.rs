@@ -30,6 +30,16 @@ pub fn bandwidth(v: f64) -> String {
     format!("{}/s", bytes(v))
 }
 
+/// An age in whole seconds: `"<1 s"`, `"12 s"`, `"3 min"`, `"2 h"`.
+pub fn age(seconds: u64) -> String {
+    match seconds {
+        0 => "<1 s".into(),
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min", s / 60),
+        s => format!("{} h", s / 3600),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +51,9 @@ mod tests {
         assert_eq!(bytes(999.0), "999 B");
         assert_eq!(bytes(1_500_000.0), "1.5 MB");
         assert_eq!(bandwidth(2_000.0), "2.0 kB/s");
+        assert_eq!(age(0), "<1 s");
+        assert_eq!(age(59), "59 s");
+        assert_eq!(age(150), "2 min");
+        assert_eq!(age(7200), "2 h");
     }
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use shared::config::PipelineConfig;
+use shared::config::Config;
 
 use crate::dashboard::Dashboard;
 use crate::error::{Result, ViewerError};
@@ -26,10 +26,10 @@ pub struct HeadlessOptions {
 }
 
 /// Runs the headless viewer, writing JSON lines to `out`.
-pub fn run_headless(config: &PipelineConfig, options: &HeadlessOptions, out: &mut dyn Write) -> Result<()> {
+pub fn run_headless(config: &Config, options: &HeadlessOptions, out: &mut dyn Write) -> Result<()> {
     let mut dashboard = Dashboard::attach(config)?;
     let server = options.metrics.map(MetricsServer::start).transpose()?;
-    let interval = options.interval.unwrap_or(Duration::from_millis(config.status_interval_ms.max(10)));
+    let interval = options.interval.unwrap_or(Duration::from_millis(config.pipeline.status_interval_ms.max(10)));
     let mut taken = 0u64;
     let mut next = Instant::now();
     while !shared::shutdown::requested() {

@@ -5,7 +5,9 @@
 //! the stages but control requests, so it attaches and detaches without disturbing them.
 
 pub mod dashboard;
+pub mod diagnostics;
 pub mod error;
+pub mod export_request;
 pub mod format;
 pub mod headless;
 pub mod metrics;
@@ -17,5 +19,5 @@ pub mod ui;
 pub use dashboard::Dashboard;
 pub use error::{Result, ViewerError};
 pub use slint;
-pub use snapshot::{RobotSnapshot, Snapshot, StageSnapshot, TopicCounters, TopicRow};
+pub use snapshot::{ExportSnapshot, RobotSnapshot, Snapshot, StageSnapshot, SyncSnapshot, TopicCounters, TopicRow};
 pub use ui::ViewerApp;

@@ -68,7 +68,7 @@ fn main() -> ExitCode {
             interval: cli.interval_ms.map(Duration::from_millis),
             count: cli.count,
         };
-        run_headless(&config.pipeline, &options, &mut std::io::stdout().lock()).context("fleetrec-viewer --headless")
+        run_headless(&config, &options, &mut std::io::stdout().lock()).context("fleetrec-viewer --headless")
     } else {
         window(&config, cli.metrics)
     };
@@ -82,7 +82,7 @@ fn main() -> ExitCode {
 }
 
 fn window(config: &Config, metrics: Option<SocketAddr>) -> anyhow::Result<()> {
-    let app = viewer::ViewerApp::new(&config.pipeline, metrics).context("fleetrec-viewer")?;
+    let app = viewer::ViewerApp::new(config, metrics).context("fleetrec-viewer")?;
     app.run().context("fleetrec-viewer")
 }
 

@@ -158,7 +158,79 @@ pub fn render(snap: &Snapshot) -> String {
             f.sample("fleetrec_topic_durable_lag_messages", &labels, lag as f64);
         }
     }
+    f.header(
+        "fleetrec_topic_last_message_age_seconds",
+        "gauge",
+        "Seconds since the topic's message count last grew (status resolution; a lower bound when it has not grown since the viewer attached).",
+    );
+    for t in &snap.topics {
+        if let Some(age) = t.last_message_age_s {
+            let labels = [("robot", t.robot.as_str()), ("topic", t.name.as_str())];
+            f.sample("fleetrec_topic_last_message_age_seconds", &labels, age as f64);
+        }
+    }
+    f.header("fleetrec_stage_status_age_seconds", "gauge", "Seconds since the stage's newest status.");
+    for s in &snap.stages {
+        if let Some(age) = s.status_age_s {
+            f.sample("fleetrec_stage_status_age_seconds", &[("stage", s.stage)], age as f64);
+        }
+    }
+    render_sync(&mut f, snap);
+    render_system(&mut f, snap);
     out
+}
+
+fn render_sync(f: &mut Family<'_>, snap: &Snapshot) {
+    let sync = &snap.sync;
+    if !sync.up {
+        return;
+    }
+    f.header("fleetrec_sync_online", "gauge", "1 if the upload endpoint answered the uploader's last probe.");
+    if let Some(online) = sync.online {
+        f.sample("fleetrec_sync_online", &[], if online { 1.0 } else { 0.0 });
+    }
+    f.header("fleetrec_sync_pending_bytes", "gauge", "Bytes of sealed segments not yet acknowledged by the server.");
+    f.sample("fleetrec_sync_pending_bytes", &[], sync.pending_bytes as f64);
+    f.header("fleetrec_sync_queued_segments", "gauge", "Sealed segments waiting for upload.");
+    f.sample("fleetrec_sync_queued_segments", &[], sync.queued_segments as f64);
+    f.header("fleetrec_sync_uploaded_segments_total", "counter", "Segments uploaded, over every run.");
+    f.sample("fleetrec_sync_uploaded_segments_total", &[], sync.uploaded_segments as f64);
+    f.header("fleetrec_sync_uploaded_bytes_total", "counter", "Bytes uploaded, over every run.");
+    f.sample("fleetrec_sync_uploaded_bytes_total", &[], sync.uploaded_bytes as f64);
+}
+
+fn render_system(f: &mut Family<'_>, snap: &Snapshot) {
+    let Some(sys) = &snap.system else { return };
+    if let Some(cpu) = sys.cpu_percent {
+        f.header("fleetrec_system_cpu_percent", "gauge", "CPU use of the machine, percent of all cores.");
+        f.sample("fleetrec_system_cpu_percent", &[], f64::from(cpu));
+    }
+    f.header("fleetrec_system_memory_used_bytes", "gauge", "Memory in use on the machine.");
+    f.sample("fleetrec_system_memory_used_bytes", &[], sys.memory_used_bytes as f64);
+    f.header("fleetrec_system_memory_total_bytes", "gauge", "Memory of the machine.");
+    f.sample("fleetrec_system_memory_total_bytes", &[], sys.memory_total_bytes as f64);
+    if let Some(d) = &sys.disk {
+        f.header("fleetrec_storage_available_bytes", "gauge", "Free bytes on the recording directory's filesystem.");
+        f.sample("fleetrec_storage_available_bytes", &[("mount", &d.mount)], d.available_bytes as f64);
+        f.header("fleetrec_storage_total_bytes", "gauge", "Size of the recording directory's filesystem.");
+        f.sample("fleetrec_storage_total_bytes", &[("mount", &d.mount)], d.total_bytes as f64);
+    }
+    if let Some(b) = sys.recording_bytes {
+        f.header("fleetrec_recording_dir_bytes", "gauge", "Bytes of files in the recording directory.");
+        f.sample("fleetrec_recording_dir_bytes", &[], b as f64);
+    }
+    if let Some(l) = &sys.endpoint_latency {
+        f.header("fleetrec_endpoint_up", "gauge", "1 if a TCP connection to the upload endpoint opened.");
+        f.sample("fleetrec_endpoint_up", &[("target", &l.target)], if l.connect_ms.is_some() { 1.0 } else { 0.0 });
+        if let Some(ms) = l.connect_ms {
+            f.header(
+                "fleetrec_endpoint_connect_seconds",
+                "gauge",
+                "Time to open a TCP connection to the upload endpoint.",
+            );
+            f.sample("fleetrec_endpoint_connect_seconds", &[("target", &l.target)], ms / 1000.0);
+        }
+    }
 }
 
 /// Serves `GET /metrics` (and `GET /`) with the latest rendering, on its own thread. Dropping it
@@ -273,6 +345,8 @@ mod tests {
             stage: name,
             up,
             state: if up { "running".into() } else { "down".into() },
+            status_age_s: Some(0),
+            started_ns: 1,
             pid: 1,
             messages: 10,
             bytes: 100,
@@ -297,6 +371,22 @@ mod tests {
             stages: vec![stage("ingest", true), stage("writer", false)],
             robots: vec![],
             topics: vec![],
+            sync: crate::snapshot::SyncSnapshot {
+                up: true,
+                online: Some(false),
+                pending_bytes: 7,
+                ..Default::default()
+            },
+            export: crate::snapshot::ExportSnapshot::default(),
+            system: Some(crate::diagnostics::SystemSnapshot {
+                cpu_percent: Some(12),
+                endpoint_latency: Some(crate::diagnostics::LatencySnapshot {
+                    target: "h:9000".into(),
+                    connect_ms: Some(1.5),
+                    error: None,
+                }),
+                ..Default::default()
+            }),
         };
         let text = render(&snap);
         assert!(text.contains("fleetrec_stage_up{stage=\"ingest\"} 1\n"), "{text}");
@@ -304,5 +394,9 @@ mod tests {
         assert!(text.contains("fleetrec_messages_total{stage=\"ingest\",robot=\"r\\\"1\"} 10\n"), "{text}");
         assert!(text.contains("fleetrec_stage_messages_per_second{stage=\"ingest\"} 2.5\n"), "{text}");
         assert!(!text.contains("stage=\"writer\",robot"), "down stages have no counters: {text}");
+        assert!(text.contains("fleetrec_sync_online 0\n"), "{text}");
+        assert!(text.contains("fleetrec_sync_pending_bytes 7\n"), "{text}");
+        assert!(text.contains("fleetrec_system_cpu_percent 12\n"), "{text}");
+        assert!(text.contains("fleetrec_endpoint_connect_seconds{target=\"h:9000\"} 0.0015\n"), "{text}");
     }
 }
