@@ -5,8 +5,9 @@
 FLEETREC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Stages start-all manages, in start order (the writer first, so ingest loses nothing at start).
 # The viewer is a desktop program the user opens and closes at will: not started here. The
-# exporter runs on demand (`fleetrec-exporter export ...`); it has no background service yet.
-FLEETREC_STAGES=(writer ingest uploader)
+# exporter stage serves export requests (viewer, `fleetrec-exporter control export JSON`); one-off
+# exports need no running stage (`fleetrec-exporter export ...`).
+FLEETREC_STAGES=(writer ingest uploader exporter)
 
 fr_bin_dir() {
   if [ -n "${FLEETREC_BIN:-}" ]; then echo "$FLEETREC_BIN"; return; fi

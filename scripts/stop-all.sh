@@ -7,6 +7,6 @@ cfg="$FLEETREC_ROOT/config/default.toml"
 [ "${1:-}" = "--config" ] && cfg="$2"
 run=$(fr_run_dir "$cfg")
 fr_stop_stage viewer "$run"
-for stage in ingest writer uploader; do
+for stage in ingest writer uploader exporter; do
   fr_stop_stage "$stage" "$run"
 done

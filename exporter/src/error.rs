@@ -47,6 +47,15 @@ pub enum ExportError {
         /// Why.
         reason: String,
     },
+    /// The exporter service could not set up (shared memory, signals).
+    #[error("exporter service: {reason}")]
+    Service {
+        /// What failed.
+        reason: String,
+    },
+    /// The export was cancelled ([`crate::ExportOptions::cancel`]); its folder has no manifest.
+    #[error("export cancelled")]
+    Cancelled,
 }
 
 /// Result of the exporter library.

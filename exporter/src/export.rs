@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use regex::Regex;
@@ -31,6 +32,8 @@ use crate::plan::Plan;
 
 /// Decode errors logged in full per topic; the rest are only counted.
 const LOGGED_ERRORS_PER_TOPIC: u64 = 5;
+/// Progress is reported (and cancellation checked) at least every this many records.
+const PROGRESS_EVERY_RECORDS: usize = 16384;
 
 /// What to export.
 #[derive(Debug, Clone)]
@@ -59,6 +62,9 @@ pub struct ExportOptions {
     pub limits: Limits,
     /// Write one time-aligned table over these topics instead of a table per topic.
     pub align: Option<AlignSpec>,
+    /// Set to true to stop the export early ([`ExportError::Cancelled`]); checked between
+    /// batches of records. The output folder is then left without `manifest.json`.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl ExportOptions {
@@ -77,11 +83,12 @@ impl ExportOptions {
             batch_bytes: 32 << 20,
             limits: Limits { row_group_rows: 1 << 20, row_group_bytes: 128 << 20 },
             align: None,
+            cancel: None,
         }
     }
 }
 
-/// Progress, reported after each segment.
+/// Progress, reported after each segment and every few thousand records.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Progress {
     /// Segments done.
@@ -94,6 +101,10 @@ pub struct Progress {
     pub bytes_total: u64,
     /// Messages exported so far.
     pub messages: u64,
+    /// Messages the export will go through, from the segments' sidecar manifests: the selected
+    /// robots' and topics' messages of every segment read (exact unless `--start`/`--end` cut
+    /// through a segment or unsealed segments are read; then an estimate).
+    pub messages_total: u64,
 }
 
 enum Sink {
@@ -153,7 +164,7 @@ pub fn export(opts: &ExportOptions, progress: &mut dyn FnMut(&Progress)) -> Resu
             reason: format!("{} is not a folder", opts.input.display()),
         });
     }
-    let (mut segments, to_read) = list_segments(opts)?;
+    let (mut segments, to_read, expected) = list_segments(opts, regex.as_ref())?;
     std::fs::create_dir_all(&opts.out).map_err(io_err("create folder", &opts.out))?;
     let mut ex = Exporter {
         opts,
@@ -169,13 +180,17 @@ pub fn export(opts: &ExportOptions, progress: &mut dyn FnMut(&Progress)) -> Resu
     let mut p = Progress {
         segments_total: to_read.len() as u64,
         bytes_total: to_read.iter().map(|i| segments[*i].size).sum(),
+        messages_total: to_read.iter().map(|i| expected[*i]).sum(),
         ..Progress::default()
     };
     progress(&p);
     for i in to_read {
         let entry = &mut segments[i];
         let path = opts.input.join(&entry.file);
-        ex.read_segment(&path, entry)?;
+        let mut tick = |messages: u64| {
+            progress(&Progress { messages, ..p });
+        };
+        ex.read_segment(&path, entry, &mut tick)?;
         p.segments_done += 1;
         p.bytes_done += entry.size;
         p.messages = ex.totals.messages;
@@ -184,8 +199,19 @@ pub fn export(opts: &ExportOptions, progress: &mut dyn FnMut(&Progress)) -> Resu
     ex.finish(segments)
 }
 
-/// Every `*.wal` of the input, sorted, and which of them to read.
-fn list_segments(opts: &ExportOptions) -> Result<(Vec<SegmentEntry>, Vec<usize>)> {
+/// Every `*.wal` of the input, sorted, which of them to read, and how many selected messages
+/// each holds according to its sidecar manifest (0 if it has none).
+fn list_segments(opts: &ExportOptions, regex: Option<&Regex>) -> Result<(Vec<SegmentEntry>, Vec<usize>, Vec<u64>)> {
+    let align_names = opts.align.as_ref().map(AlignSpec::columns);
+    let selected = |robot: &str, name: &str| {
+        let robot_ok = opts.robots.is_empty() || opts.robots.iter().any(|r| r == robot);
+        let topic_ok = match &align_names {
+            Some(names) => names.iter().any(|n| n == name),
+            None => regex.is_none_or(|r| r.is_match(name)),
+        };
+        robot_ok && topic_ok
+    };
+    let mut expected = Vec::new();
     let dir = &opts.input;
     let mut names = Vec::new();
     for e in std::fs::read_dir(dir).map_err(io_err("list", dir))? {
@@ -235,9 +261,17 @@ fn list_segments(opts: &ExportOptions) -> Result<(Vec<SegmentEntry>, Vec<usize>)
             }
             None => read.push(entries.len()),
         }
+        expected.push(manifest.as_ref().map_or(0, |m| {
+            m.summary
+                .topics
+                .iter()
+                .filter(|t| selected(&t.robot, &t.name) && !outside(opts, t.first_ns, t.last_ns))
+                .map(|t| t.messages)
+                .sum()
+        }));
         entries.push(entry);
     }
-    Ok((entries, read))
+    Ok((entries, read, expected))
 }
 
 fn outside(opts: &ExportOptions, first: u64, last: u64) -> bool {
@@ -245,7 +279,8 @@ fn outside(opts: &ExportOptions, first: u64, last: u64) -> bool {
 }
 
 impl Exporter<'_> {
-    fn read_segment(&mut self, path: &Path, entry: &mut SegmentEntry) -> Result<()> {
+    fn read_segment(&mut self, path: &Path, entry: &mut SegmentEntry, tick: &mut dyn FnMut(u64)) -> Result<()> {
+        self.check_cancel()?;
         let bytes = std::fs::read(path).map_err(io_err("read", path))?;
         let scanned = match scan(&bytes, ScanMode::SkipCorrupt) {
             Ok(s) => s,
@@ -268,7 +303,11 @@ impl Exporter<'_> {
                 info!(segment = %path.display(), offset, bytes = n, "unsealed segment ends in an incomplete record");
             }
         }
-        for r in &scanned.records {
+        for (i, r) in scanned.records.iter().enumerate() {
+            if i > 0 && i % PROGRESS_EVERY_RECORDS == 0 {
+                self.check_cancel()?;
+                tick(self.totals.messages);
+            }
             match Record::decode(r) {
                 Ok(Record::Topic(t)) => self.topic(t)?,
                 Ok(Record::Message(m)) => {
@@ -285,6 +324,13 @@ impl Exporter<'_> {
         self.totals.corrupt_records += entry.corrupt_records;
         self.totals.undecodable_records += entry.undecodable_records;
         Ok(())
+    }
+
+    fn check_cancel(&self) -> Result<()> {
+        match &self.opts.cancel {
+            Some(c) if c.load(Ordering::Relaxed) => Err(ExportError::Cancelled),
+            _ => Ok(()),
+        }
     }
 
     /// A topic definition record: new topic, same one again, or a changed definition.

@@ -13,6 +13,7 @@
 //! | [`format`] | the writers of each output format |
 //! | [`export`] | the export: segments in, files and manifest out |
 //! | [`manifest`] | `manifest.json` |
+//! | [`service`] | the exporter stage: export requests over the control plane, progress in its status |
 //! | [`names`] | file names from untrusted topic names |
 //! | [`time_arg`] | parsing `--start`/`--end` times |
 //! | [`fixtures`] | extra definitions for tests and benchmarks |
@@ -28,6 +29,7 @@ pub mod manifest;
 pub mod msgdef;
 pub mod names;
 pub mod plan;
+pub mod service;
 pub mod time_arg;
 pub mod value;
 

@@ -1,6 +1,16 @@
 //! `fleetrec-exporter`: exports recordings to Parquet, CSV, NumPy, TFRecord or MCAP.
+//!
+//! ```text
+//! fleetrec-exporter [--config FILE]                  run as a stage: serve export requests
+//! fleetrec-exporter export --input DIR --out DIR ... one export, now (progress bar)
+//! fleetrec-exporter status [--json]                  the running stage's status (exit 1: not running)
+//! fleetrec-exporter control export '{"format":"parquet"}'   ask the running stage for an export
+//! ```
 //! Parses arguments, sets up tracing and the progress bar, calls the library, and turns the
-//! result into an exit code (0 ok, 1 export failed, 2 bad arguments or options).
+//! result into an exit code (0 ok, 1 export failed, 2 bad arguments or options; `control`: 1
+//! refused, 3 stage not running).
+// A command-line tool: `status` and `control` print their answers to stdout.
+#![allow(clippy::print_stdout)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +21,7 @@ use exporter::align::{AlignSpec, Reference};
 use exporter::format::Limits;
 use exporter::time_arg::{parse_duration, parse_time};
 use exporter::{export, ExportOptions, Format};
+use shared::plane::Stage;
 
 const AFTER_HELP: &str = "\
 Output layout (OUT):
@@ -45,18 +56,52 @@ Examples:
   fleetrec-exporter export --input data/recordings --out /tmp/al --format csv \
       --align /robot1/imu,/robot1/pose --rate 10 --max-age 50ms";
 
+/// Longest control request argument (the request carries 256 bytes, NUL-terminated).
+const MAX_CONTROL_ARG: usize = 255;
+
+const SERVICE_HELP: &str = "\
+Without a subcommand, fleetrec-exporter runs as a pipeline stage (scripts/start-all.sh starts it):
+it serves export requests from the viewer and from `fleetrec-exporter control export JSON`, one at
+a time, in the background, reading the sealed segments of [storage] path into a new folder
+<[export] dir>/<UTC time>-<format>. JSON keys (only format is required):
+  {\"format\":\"parquet\",\"robot\":\"robot1\",\"topic\":\"imu|scan\",\"start\":\"T\",\"end\":\"T\"}
+  alignment: \"align\":\"/robot1/imu,/robot1/pose\", \"on\":\"/robot1/scan\" or \"rate\":10, \"max_age\":\"100ms\"
+A request while an export runs is refused (busy). Progress is in `fleetrec-exporter status`:
+state running/waiting, messages (exported) of queue_depth (to export), detail `export parquet 45% -> DIR`.";
+
 #[derive(Debug, Parser)]
-#[command(name = "fleetrec-exporter", version, about = "Export fleetrec recordings for training and analysis")]
+#[command(
+    name = "fleetrec-exporter",
+    version,
+    about = "Export fleetrec recordings for training and analysis",
+    after_help = SERVICE_HELP
+)]
 struct Cli {
+    /// Pipeline configuration (default: config/default.toml if present, else built-in defaults).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Decode a recording folder with its recorded message definitions and write one format.
     #[command(after_help = AFTER_HELP)]
-    Export(ExportArgs),
+    Export(Box<ExportArgs>),
+    /// Show the running exporter stage's status (exit 1 if it is not running).
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a control request to the running exporter stage: export JSON, stop.
+    Control {
+        /// The request (`export`, `stop`).
+        command: String,
+        /// Its argument: for `export`, the JSON request, e.g. '{"format":"parquet","robot":"robot1"}'.
+        arg: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,13 +170,52 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli.command {
-        Command::Export(a) => match run_export(a) {
+    if let Some(Command::Export(a)) = cli.command {
+        return match run_export(*a) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e:#}");
                 let bad_option = matches!(e.downcast_ref(), Some(exporter::ExportError::BadOption { .. }));
                 ExitCode::from(if bad_option { 2 } else { 1 })
+            }
+        };
+    }
+    let config = match shared::cli::load_config(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Some(Command::Status { json }) => {
+            let (text, code) = shared::cli::status_command(&config, Stage::Exporter, json);
+            if code == 0 || json {
+                println!("{text}");
+            } else {
+                eprintln!("{text}");
+            }
+            ExitCode::from(code as u8)
+        }
+        Some(Command::Control { command, arg }) => {
+            if arg.as_ref().is_some_and(|a| a.len() > MAX_CONTROL_ARG) {
+                eprintln!("the request argument is longer than {MAX_CONTROL_ARG} bytes: shorten it");
+                return ExitCode::from(2);
+            }
+            let (text, code) =
+                shared::cli::control_command(&config, Stage::Exporter, &command, arg.as_deref().unwrap_or(""));
+            if code == 0 {
+                println!("{text}");
+            } else {
+                eprintln!("{text}");
+            }
+            ExitCode::from(code as u8)
+        }
+        _ => match exporter::service::serve(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                ExitCode::FAILURE
             }
         },
     }

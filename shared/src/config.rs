@@ -59,6 +59,24 @@ pub struct Config {
     pub robots: Vec<RobotConfig>,
     /// `[synthetic]`: the simulated robots of `--source synthetic`.
     pub synthetic: SyntheticConfig,
+    /// `[export]`: the exporter service (export requests from the viewer and the CLI).
+    pub export: ExportConfig,
+}
+
+/// `[export]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    /// Folder under which the exporter service writes each requested export, in a new
+    /// subfolder `<UTC time>-<format>` (e.g. `20261125T101500-parquet`). Default
+    /// `"./data/exports"`.
+    pub dir: PathBuf,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("./data/exports") }
+    }
 }
 
 /// `[pipeline]`
@@ -455,6 +473,9 @@ impl Config {
         if !valid_robot_name(&self.ingest.default_robot) {
             return err("ingest.default_robot", "must be 1..31 letters, digits, `-` or `_`".into());
         }
+        if self.export.dir.as_os_str().is_empty() {
+            return err("export.dir", "must not be empty".into());
+        }
         let y = &self.synthetic;
         if self.robots.is_empty() && (y.robots == 0 || y.robots > MAX_ROBOTS) {
             return err("synthetic.robots", format!("{} is outside 1..={MAX_ROBOTS}", y.robots));
@@ -630,6 +651,16 @@ mod tests {
         assert_eq!(c.sync.chunk_size, 5 * 1024 * 1024);
         let e = parse("[storage]\ncompress = \"zstd\"\n").unwrap_err();
         assert_eq!(e.line, Some(2));
+    }
+
+    #[test]
+    fn export_dir_and_unknown_export_key() {
+        assert_eq!(parse("").unwrap().export.dir, PathBuf::from("./data/exports"));
+        assert_eq!(parse("[export]\ndir = \"/srv/x\"\n").unwrap().export.dir, PathBuf::from("/srv/x"));
+        let e = parse("[export]\ndir = \"/srv/x\"\nformat = \"csv\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("export.format")), "{e}");
+        let e = parse("[export]\ndir = \"\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("export.dir")), "{e}");
     }
 
     #[test]
