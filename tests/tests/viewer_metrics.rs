@@ -106,7 +106,11 @@ fn scrape(addr: std::net::SocketAddr) -> String {
 
 #[test]
 fn prometheus_metrics_match_status_and_headless_json() {
-    let env = TestEnv::new("viewer-metrics", "[synthetic]\nrobots = 2\n");
+    // The upload endpoint: a port that accepts connections, for the latency probe.
+    let endpoint = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = endpoint.local_addr().unwrap().to_string();
+    let env =
+        TestEnv::new("viewer-metrics", &format!("[synthetic]\nrobots = 2\n\n[sync]\nendpoint = \"http://{target}\"\n"));
     let config = env.load();
     let mut writer = Stage::start("writer", &env.config, &[], env.dir.path());
     wait_status("writer", &env.config, Duration::from_secs(30), |_| true);
@@ -124,7 +128,10 @@ fn prometheus_metrics_match_status_and_headless_json() {
         let snap = dashboard.tick();
         let ready = snap.stage("ingest").is_some_and(|s| s.up)
             && snap.stage("writer").is_some_and(|s| s.up)
-            && snap.topics.iter().filter(|t| t.ingest.is_some() && t.writer.is_some()).count() >= 10;
+            && snap.topics.iter().filter(|t| t.ingest.is_some() && t.writer.is_some()).count() >= 10
+            && snap.system.as_ref().is_some_and(|s| {
+                s.cpu_percent.is_some() && s.recording_bytes.is_some() && s.endpoint_latency.is_some()
+            });
         if ready {
             break snap;
         }
@@ -214,6 +221,39 @@ fn prometheus_metrics_match_status_and_headless_json() {
     let lag = get(&samples, "fleetrec_topic_durable_lag_messages", &[("robot", "robot1"), ("topic", "/robot1/imu")])
         .expect("lag of /robot1/imu");
     assert!(lag >= 0.0 && lag <= imu + 1000.0, "lag {lag}");
+
+    // Status ages, and the last message age of every topic that has messages.
+    assert!(get(&samples, "fleetrec_stage_status_age_seconds", &[("stage", "writer")]).is_some(), "{text}");
+    assert_eq!(get(&samples, "fleetrec_stage_status_age_seconds", &[("stage", "uploader")]), None, "never seen");
+    for t in snap.topics.iter().filter(|t| t.incoming().is_some_and(|c| c.messages > 0)) {
+        let labels = [("robot", t.robot.as_str()), ("topic", t.name.as_str())];
+        assert!(get(&samples, "fleetrec_topic_last_message_age_seconds", &labels).is_some(), "{}: {text}", t.name);
+    }
+    // No uploader: no sync families.
+    assert!(!samples.iter().any(|s| s.0.starts_with("fleetrec_sync_")), "{text}");
+
+    // System diagnostics: memory, the recording filesystem (agreeing with statvfs within 1 GB:
+    // others write to the same disk), the recording directory, the endpoint latency.
+    let mem_total = get(&samples, "fleetrec_system_memory_total_bytes", &[]).expect("memory total");
+    let mem_used = get(&samples, "fleetrec_system_memory_used_bytes", &[]).expect("memory used");
+    assert!(mem_total > 0.0 && mem_used <= mem_total, "{mem_used} of {mem_total}");
+    let cpu = get(&samples, "fleetrec_system_cpu_percent", &[]).expect("cpu");
+    assert!((0.0..=100.0).contains(&cpu), "cpu {cpu}");
+    let disk = snap.system.as_ref().and_then(|s| s.disk.clone()).expect("the recording directory's filesystem");
+    let mount = [("mount", disk.mount.as_str())];
+    let avail = get(&samples, "fleetrec_storage_available_bytes", &mount).expect("available");
+    let total = get(&samples, "fleetrec_storage_total_bytes", &mount).expect("total");
+    let vfs = nix::sys::statvfs::statvfs(&config.storage.path).unwrap();
+    let vfs_avail = vfs.blocks_available() as f64 * vfs.fragment_size() as f64;
+    let vfs_total = vfs.blocks() as f64 * vfs.fragment_size() as f64;
+    assert!((avail - vfs_avail).abs() < 1e9, "available {avail} vs statvfs {vfs_avail}");
+    assert!((total - vfs_total).abs() < 1e9, "total {total} vs statvfs {vfs_total}");
+    let rec = get(&samples, "fleetrec_recording_dir_bytes", &[]).expect("recording dir bytes");
+    assert!(rec > 0.0, "the writer has written segments: {rec}");
+    assert_eq!(get(&samples, "fleetrec_endpoint_up", &[("target", target.as_str())]), Some(1.0), "{text}");
+    let connect = get(&samples, "fleetrec_endpoint_connect_seconds", &[("target", target.as_str())]);
+    assert!(connect.is_some_and(|c| c >= 0.0), "{text}");
+    drop(endpoint);
 
     // Killing ingest: the viewer reports it down within a few status intervals.
     ingest.signal(Signal::SIGKILL);
