@@ -267,8 +267,21 @@ fn killed_stages_show_down_then_up_and_the_viewer_keeps_going() {
     }
 
     // The viewer ran through all of it and still reports everything live.
-    let last = viewer
-        .wait_for("all stages up at the end", WAIT, |s| ["ingest", "writer", "uploader"].iter().all(|n| up(s, n)));
+    // The stages' processes are sampled (CPU, memory) by pid, the restarted ones too.
+    let last = viewer.wait_for("all stages up with CPU and memory at the end", WAIT, |s| {
+        ["ingest", "writer", "uploader"]
+            .iter()
+            .all(|n| up(s, n) && stage(s, n)["cpu_percent"].is_u64() && stage(s, n)["memory_bytes"].as_u64() > Some(0))
+    });
+    for n in ["ingest", "writer", "uploader"] {
+        let pid = stage(&last, n)["pid"].as_u64().unwrap() as u32;
+        let live = match n {
+            "ingest" => pipeline.ingest.as_ref().map(Stage::pid),
+            "writer" => pipeline.writer.as_ref().map(Stage::pid),
+            _ => pipeline.uploader.as_ref().map(UploaderProcess::pid),
+        };
+        assert_eq!(Some(pid), live, "{n}: the viewer shows the running process");
+    }
     assert_eq!(stage(&last, "exporter")["state"], "not running", "{last}");
     assert!(viewer.running(), "the viewer must keep going");
     assert!(viewer.stop(Duration::from_secs(20)), "the viewer exits cleanly on SIGTERM");

@@ -214,8 +214,23 @@ impl Dashboard {
             latest.push((*stage, status, up));
         }
 
-        let stages =
-            latest.iter().map(|(stage, status, up)| stage_snapshot(*stage, status.as_ref(), *up, now)).collect();
+        let system = self.monitor.as_ref().map(|m| {
+            let pids: Vec<u32> =
+                latest.iter().filter(|(_, _, up)| *up).filter_map(|(_, s, _)| s.map(|s| s.pid)).collect();
+            m.watch_pids(&pids);
+            m.snapshot()
+        });
+        let stages = latest
+            .iter()
+            .map(|(stage, status, up)| {
+                let mut s = stage_snapshot(*stage, status.as_ref(), *up, now);
+                if let Some(p) = system.as_ref().and_then(|sys| sys.process(s.pid)).filter(|_| s.up) {
+                    s.cpu_percent = Some(p.cpu_percent);
+                    s.memory_bytes = Some(p.memory_bytes);
+                }
+                s
+            })
+            .collect();
 
         // Robot names by index, as ingest numbers them.
         let mut robot_names: HashMap<u16, String> = HashMap::new();
@@ -330,7 +345,7 @@ impl Dashboard {
             topics,
             sync,
             export: export_snapshot(exporter.as_ref()),
-            system: self.monitor.as_ref().map(SystemMonitor::snapshot),
+            system,
         }
     }
 
@@ -430,6 +445,8 @@ fn stage_snapshot(stage: Stage, status: Option<&StageStatus>, up: bool, now: u64
             state: down_state(stage).into(),
             status_age_s: None,
             started_ns: 0,
+            cpu_percent: None,
+            memory_bytes: None,
             pid: 0,
             messages: 0,
             bytes: 0,
@@ -452,6 +469,8 @@ fn stage_snapshot(stage: Stage, status: Option<&StageStatus>, up: bool, now: u64
         state: if up { s.state().name().to_string() } else { down_state(stage).into() },
         status_age_s: Some(coarse_age_s(now.saturating_sub(s.updated_ns) / 1_000_000)),
         started_ns: s.started_ns,
+        cpu_percent: None,
+        memory_bytes: None,
         pid: s.pid,
         messages: s.messages,
         bytes: s.bytes,

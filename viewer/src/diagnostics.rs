@@ -14,7 +14,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use sysinfo::{CpuRefreshKind, DiskRefreshKind, Disks, MemoryRefreshKind, RefreshKind, System};
+use sysinfo::{
+    CpuRefreshKind, DiskRefreshKind, Disks, MemoryRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, RefreshKind,
+    System,
+};
 
 use crate::error::{Result, ViewerError};
 
@@ -56,6 +59,17 @@ pub struct LatencySnapshot {
     pub error: Option<String>,
 }
 
+/// CPU and memory of one stage process.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ProcessSnapshot {
+    /// Process id.
+    pub pid: u32,
+    /// CPU use, integer percent of one core (can exceed 100 with several threads).
+    pub cpu_percent: u32,
+    /// Resident memory, bytes (rounded to MB).
+    pub memory_bytes: u64,
+}
+
 /// What the diagnostics panel shows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SystemSnapshot {
@@ -77,6 +91,16 @@ pub struct SystemSnapshot {
     /// Latency to the upload endpoint; `None` until the first probe, or when the endpoint is not
     /// a `http(s)://host[:port]` URL.
     pub endpoint_latency: Option<LatencySnapshot>,
+    /// The stage processes the dashboard asked about ([`SystemMonitor::watch_pids`]) that run
+    /// on this machine, with CPU figures once two samples exist.
+    pub processes: Vec<ProcessSnapshot>,
+}
+
+impl SystemSnapshot {
+    /// The sample of process `pid`, if it runs here.
+    pub fn process(&self, pid: u32) -> Option<&ProcessSnapshot> {
+        self.processes.iter().find(|p| p.pid == pid)
+    }
 }
 
 /// `host:port` of an `http://` or `https://` endpoint URL (default ports 80 and 443).
@@ -194,6 +218,8 @@ fn absolute(path: &Path) -> PathBuf {
 #[derive(Debug, Default)]
 struct Shared {
     snapshot: Mutex<SystemSnapshot>,
+    /// Stage processes to sample.
+    pids: Mutex<Vec<u32>>,
     stop: AtomicBool,
     /// Signalled on stop so the threads wake at once.
     wake: Condvar,
@@ -261,6 +287,14 @@ impl SystemMonitor {
         Ok(SystemMonitor { shared, threads })
     }
 
+    /// Sets the processes (the stages' pids) whose CPU and memory are sampled.
+    pub fn watch_pids(&self, pids: &[u32]) {
+        let mut p = self.shared.pids.lock().unwrap_or_else(PoisonError::into_inner);
+        if p.as_slice() != pids {
+            *p = pids.to_vec();
+        }
+    }
+
     /// The newest sample.
     pub fn snapshot(&self) -> SystemSnapshot {
         self.shared.lock().clone()
@@ -295,12 +329,34 @@ fn sample_loop(shared: &Shared, dir: &Path) {
     let mut disks = Disks::new_with_refreshed_list_specifics(DiskRefreshKind::nothing().with_storage());
     let mut last_scan: Option<Instant> = None;
     let mut first = true;
+    let mut seen: Vec<Pid> = Vec::new();
     loop {
         // CPU use is a difference between two refreshes: the first sample has none.
         system.refresh_cpu_usage();
         system.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
         disks.refresh_specifics(true, DiskRefreshKind::nothing().with_storage());
         let disk = disk_of(&disks, dir);
+        let pids: Vec<Pid> =
+            shared.pids.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|p| Pid::from_u32(*p)).collect();
+        system.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&pids),
+            true,
+            ProcessRefreshKind::nothing().with_cpu().with_memory(),
+        );
+        // Processes seen for the first time have no CPU figure yet: they are left out until the
+        // next sample.
+        let processes: Vec<ProcessSnapshot> = pids
+            .iter()
+            .filter_map(|pid| {
+                let p = system.process(*pid)?;
+                seen.contains(pid).then(|| ProcessSnapshot {
+                    pid: pid.as_u32(),
+                    cpu_percent: p.cpu_usage().round().max(0.0) as u32,
+                    memory_bytes: p.memory() / 1_000_000 * 1_000_000,
+                })
+            })
+            .collect();
+        seen = pids.iter().copied().filter(|pid| system.process(*pid).is_some()).collect();
         // Until the directory exists (the writer creates it), look at every sample.
         let missing = shared.lock().recording_bytes.is_none();
         let scan = if missing || last_scan.is_none_or(|t| t.elapsed() >= SCAN_EVERY) {
@@ -322,6 +378,7 @@ fn sample_loop(shared: &Shared, dir: &Path) {
             s.memory_used_bytes = system.used_memory() / 1_000_000 * 1_000_000;
             s.memory_total_bytes = system.total_memory();
             s.disk = disk;
+            s.processes = processes;
             if let Some(b) = scan {
                 s.recording_bytes = b;
             }
@@ -404,6 +461,19 @@ mod tests {
         assert!(s.memory_total_bytes > 0 && s.memory_used_bytes <= s.memory_total_bytes, "{s:?}");
         assert_eq!(s.recording_bytes, Some(10));
         assert!(s.endpoint_latency.as_ref().is_some_and(|l| l.connect_ms.is_some()), "{s:?}");
+        // This process, once watched, is sampled (from its second sample on).
+        let me = std::process::id();
+        monitor.watch_pids(&[me, u32::MAX - 1]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let p = loop {
+            if let Some(p) = monitor.snapshot().process(me).copied() {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "this process was never sampled");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(p.memory_bytes > 0, "{p:?}");
+        assert!(monitor.snapshot().process(u32::MAX - 1).is_none());
         if let Some(d) = &s.disk {
             assert!(d.available_bytes <= d.total_bytes, "{d:?}");
         }

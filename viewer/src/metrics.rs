@@ -175,6 +175,18 @@ pub fn render(snap: &Snapshot) -> String {
             f.sample("fleetrec_stage_status_age_seconds", &[("stage", s.stage)], age as f64);
         }
     }
+    f.header("fleetrec_stage_cpu_percent", "gauge", "CPU use of the stage's process, percent of one core.");
+    for s in &up {
+        if let Some(cpu) = s.cpu_percent {
+            f.sample("fleetrec_stage_cpu_percent", &[("stage", s.stage)], f64::from(cpu));
+        }
+    }
+    f.header("fleetrec_stage_memory_bytes", "gauge", "Resident memory of the stage's process.");
+    for s in &up {
+        if let Some(m) = s.memory_bytes {
+            f.sample("fleetrec_stage_memory_bytes", &[("stage", s.stage)], m as f64);
+        }
+    }
     render_sync(&mut f, snap);
     render_system(&mut f, snap);
     out
@@ -347,6 +359,8 @@ mod tests {
             state: if up { "running".into() } else { "down".into() },
             status_age_s: Some(0),
             started_ns: 1,
+            cpu_percent: Some(3),
+            memory_bytes: Some(1_000_000),
             pid: 1,
             messages: 10,
             bytes: 100,
@@ -395,6 +409,8 @@ mod tests {
         assert!(text.contains("fleetrec_stage_messages_per_second{stage=\"ingest\"} 2.5\n"), "{text}");
         assert!(!text.contains("stage=\"writer\",robot"), "down stages have no counters: {text}");
         assert!(text.contains("fleetrec_sync_online 0\n"), "{text}");
+        assert!(text.contains("fleetrec_stage_cpu_percent{stage=\"ingest\"} 3\n"), "{text}");
+        assert!(!text.contains("fleetrec_stage_cpu_percent{stage=\"writer\"}"), "down: {text}");
         assert!(text.contains("fleetrec_sync_pending_bytes 7\n"), "{text}");
         assert!(text.contains("fleetrec_system_cpu_percent 12\n"), "{text}");
         assert!(text.contains("fleetrec_endpoint_connect_seconds{target=\"h:9000\"} 0.0015\n"), "{text}");

@@ -21,6 +21,11 @@ pub struct StageSnapshot {
     pub status_age_s: Option<u64>,
     /// When the stage (of the newest status) started, ns since the epoch (0 if never seen).
     pub started_ns: u64,
+    /// CPU use of the stage's process, integer percent of one core (`None`: down, not on this
+    /// machine, or not sampled yet).
+    pub cpu_percent: Option<u32>,
+    /// Resident memory of the stage's process, bytes (rounded to MB).
+    pub memory_bytes: Option<u64>,
     /// Process id from the latest status (0 if none).
     pub pid: u32,
     /// Messages handled (of the latest status, even when the stage is down since).

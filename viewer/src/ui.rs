@@ -356,7 +356,8 @@ fn stage_card(s: &StageSnapshot) -> StageCard {
     // The exporter is started on demand: its absence is normal, not an alarm.
     let optional = s.stage == Stage::Exporter.name();
     let rate = if s.up {
-        format!("{} · {}", format::rate_hz(s.rate_msgs), format::bandwidth(s.rate_bytes))
+        let cpu = s.cpu_percent.map(|c| format!(" · CPU {c}%")).unwrap_or_default();
+        format!("{} · {}{cpu}", format::rate_hz(s.rate_msgs), format::bandwidth(s.rate_bytes))
     } else if optional {
         "started on demand".to_string()
     } else {
@@ -405,7 +406,7 @@ fn topic_row(t: &TopicRow) -> TopicRowUi {
 /// A topic silent this long is highlighted.
 const STALE_TOPIC_S: u64 = 5;
 
-fn sync_view(s: &SyncSnapshot) -> SyncView {
+fn sync_view(s: &SyncSnapshot, robot: &str) -> SyncView {
     let tone = match s.online {
         _ if !s.up => 0,
         Some(true) => 1,
@@ -439,8 +440,24 @@ fn sync_view(s: &SyncSnapshot) -> SyncView {
         None if s.up => "none since the viewer started".into(),
         None => "–".into(),
     };
+    // Segments holding several robots go under `mixed`; both count for the selected robot.
+    let robot_text = if s.up {
+        let parts: Vec<String> = [robot, "mixed"]
+            .iter()
+            .filter_map(|name| s.robots.iter().find(|r| r.name == *name))
+            .map(|r| format!("{}: {} up, {} queued", r.name, r.uploaded_segments, r.queued_segments))
+            .collect();
+        if parts.is_empty() {
+            format!("{robot}: nothing uploaded or queued by this run")
+        } else {
+            parts.join(" · ")
+        }
+    } else {
+        "–".to_string()
+    };
     SyncView {
         state: s.status.clone().into(),
+        robot: robot_text.into(),
         tone,
         current: current.into(),
         fraction,
@@ -637,7 +654,7 @@ fn apply_pending(w: &DashboardWindow, mailbox: &Mailbox) -> bool {
         .map(|d| format!("{} free", format::bytes(d.available_bytes as f64)));
     let sealed = writer.map(|s| format!("{} sealed", s.segments));
     w.set_storage_free(free.into_iter().chain(sealed).collect::<Vec<_>>().join(" · ").into());
-    w.set_sync(sync_view(&snap.sync));
+    w.set_sync(sync_view(&snap.sync, &selected));
     w.set_system(system_view(snap.system.as_ref()));
     w.set_export_view(export_view(&snap.export));
     let export_robots: Vec<SharedString> =
@@ -682,6 +699,63 @@ fn apply_pending(w: &DashboardWindow, mailbox: &Mailbox) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::snapshot::{CurrentUpload, SyncRobot};
+
+    #[test]
+    fn sync_view_shows_progress_pending_errors_and_the_robot() {
+        let mut s = SyncSnapshot {
+            up: true,
+            status: "online".into(),
+            online: Some(true),
+            queued_segments: 2,
+            pending_bytes: 3_000_000,
+            uploaded_segments: 5,
+            uploaded_bytes: 80_000_000,
+            errors: 1,
+            current: Some(CurrentUpload {
+                segment: "seg-1.wal".into(),
+                size_bytes: 16_000_000,
+                parts_done: 1,
+                parts_total: 4,
+                part: 2,
+            }),
+            last_success_age_s: Some(12),
+            robots: vec![SyncRobot {
+                name: "mixed".into(),
+                uploaded_segments: 5,
+                uploaded_bytes: 1,
+                queued_segments: 2,
+            }],
+            ..Default::default()
+        };
+        let v = sync_view(&s, "robot1");
+        assert_eq!((v.state.as_str(), v.tone), ("online", 1));
+        assert_eq!(v.current, "seg-1.wal · part 2/4 · 16.0 MB");
+        assert_eq!(v.fraction, 0.25);
+        assert_eq!(v.pending, "2 segments · 3.0 MB");
+        assert!(v.errors_alert);
+        assert_eq!(v.last_success, "12 s ago");
+        assert_eq!(v.robot, "mixed: 5 up, 2 queued");
+        s.online = Some(false);
+        s.status = "offline".into();
+        assert_eq!(sync_view(&s, "robot1").tone, 2);
+        let down = sync_view(&SyncSnapshot { status: "not running".into(), ..Default::default() }, "robot1");
+        assert_eq!((down.tone, down.pending.as_str(), down.last_success.as_str()), (0, "–", "–"));
+    }
+
+    #[test]
+    fn export_view_shows_progress_of_the_current_job() {
+        let e = ExportSnapshot { up: true, status: "exporting".into(), exported: 50, total: 200, ..Default::default() };
+        let v = export_view(&e);
+        assert!(v.running);
+        assert_eq!(v.progress, "50 / 200 messages (25%)");
+        assert_eq!(v.fraction, 0.25);
+        let idle = export_view(&ExportSnapshot { up: true, status: "idle".into(), ..Default::default() });
+        assert_eq!((idle.running, idle.progress.as_str()), (false, "ready"));
+        let down = export_view(&ExportSnapshot { status: "not running".into(), ..Default::default() });
+        assert_eq!(down.progress, "start fleetrec-exporter to export from here");
+    }
 
     #[test]
     fn history_is_scaled_to_its_maximum() {
