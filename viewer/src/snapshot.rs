@@ -341,6 +341,26 @@ mod tests {
     }
 
     #[test]
+    fn the_time_taken_does_not_make_a_snapshot_new() {
+        // The worker redraws only when the snapshot differs: the clock alone must not count.
+        let a = Snapshot {
+            taken_ns: 1,
+            pipeline: "p".into(),
+            stages: vec![],
+            robots: vec![],
+            topics: vec![],
+            sync: SyncSnapshot::default(),
+            export: ExportSnapshot::default(),
+            system: None,
+        };
+        let mut b = a.clone();
+        b.taken_ns = 2;
+        assert_eq!(a, b);
+        b.sync.pending_bytes = 1;
+        assert_ne!(a, b);
+    }
+
+    #[test]
     fn progress_fractions() {
         let up = CurrentUpload { segment: "s".into(), size_bytes: 1, parts_done: 1, parts_total: 4, part: 2 };
         assert_eq!(up.fraction(), 0.25);

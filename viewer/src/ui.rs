@@ -68,6 +68,8 @@ struct MailboxInner {
 pub struct Mailbox {
     inner: Mutex<MailboxInner>,
     wake_pending: AtomicBool,
+    /// Times the window's properties were updated (each may cause one redraw).
+    updates: std::sync::atomic::AtomicU64,
 }
 
 impl Mailbox {
@@ -228,13 +230,28 @@ impl ViewerApp {
         apply_pending(&self.window, &self.mailbox)
     }
 
+    /// How many times the window's properties were updated so far (a redraw follows each; none
+    /// happens without one).
+    pub fn updates(&self) -> u64 {
+        self.mailbox.updates.load(Ordering::Relaxed)
+    }
+
     /// Shows the window and runs the event loop until it is closed or a termination signal
     /// arrives.
     pub fn run(self) -> Result<()> {
+        let started = Instant::now();
         self.window.show().map_err(|e| ViewerError::Ui(e.to_string()))?;
         self.pump();
         slint::run_event_loop_until_quit().map_err(|e| ViewerError::Ui(e.to_string()))?;
         self.window.hide().map_err(|e| ViewerError::Ui(e.to_string()))?;
+        let secs = started.elapsed().as_secs_f64();
+        let updates = self.updates();
+        tracing::info!(
+            updates,
+            seconds = format!("{secs:.1}"),
+            per_second = format!("{:.2}", updates as f64 / secs.max(0.001)),
+            "window closed"
+        );
         Ok(())
     }
 }
@@ -585,6 +602,7 @@ fn apply_pending(w: &DashboardWindow, mailbox: &Mailbox) -> bool {
             return false;
         }
         m.dirty = false;
+        mailbox.updates.fetch_add(1, Ordering::Relaxed);
         let reply = m.replies.drain(..).next_back();
         let selected = w.get_selected_robot().to_string();
         let plot = Some((selected, m.history_version));
