@@ -242,11 +242,14 @@ impl Shared {
     }
 }
 
-/// Samples the machine in the background; dropping it stops the threads.
+/// Samples the machine in the background; dropping it stops the threads. The sampling thread
+/// is joined; the latency thread is not (a probe of an unreachable host may take
+/// [`PROBE_TIMEOUT`], a name lookup longer): it ends on its own after the probe in progress, so
+/// the viewer never waits for the network to exit.
 #[derive(Debug)]
 pub struct SystemMonitor {
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
+    sampler: Option<JoinHandle<()>>,
 }
 
 impl SystemMonitor {
@@ -256,35 +259,26 @@ impl SystemMonitor {
         let dir = absolute(recording_dir);
         let shared = Arc::new(Shared::default());
         shared.lock().recording_dir = dir.display().to_string();
-        let mut threads = Vec::with_capacity(2);
-        {
+        let sampler = {
             let s = Arc::clone(&shared);
-            threads.push(
-                std::thread::Builder::new()
-                    .name("viewer-diagnostics".into())
-                    .spawn(move || sample_loop(&s, &dir))
-                    .map_err(|source| ViewerError::Thread { name: "viewer-diagnostics", source })?,
-            );
-        }
+            std::thread::Builder::new()
+                .name("viewer-diagnostics".into())
+                .spawn(move || sample_loop(&s, &dir))
+                .map_err(|source| ViewerError::Thread { name: "viewer-diagnostics", source })?
+        };
+        let monitor = SystemMonitor { shared, sampler: Some(sampler) };
         match endpoint_target(endpoint) {
             Some(target) => {
-                let s = Arc::clone(&shared);
-                let spawned = std::thread::Builder::new()
+                let s = Arc::clone(&monitor.shared);
+                // Detached: see the type's docs. On error `monitor` is dropped, which stops the sampler.
+                std::thread::Builder::new()
                     .name("viewer-latency".into())
                     .spawn(move || probe_loop(&s, &target))
-                    .map_err(|source| ViewerError::Thread { name: "viewer-latency", source });
-                match spawned {
-                    Ok(t) => threads.push(t),
-                    Err(e) => {
-                        let mut monitor = SystemMonitor { shared, threads };
-                        monitor.stop();
-                        return Err(e);
-                    }
-                }
+                    .map_err(|source| ViewerError::Thread { name: "viewer-latency", source })?;
             }
             None => tracing::info!(%endpoint, "upload endpoint is not an http(s) URL; latency not measured"),
         }
-        Ok(SystemMonitor { shared, threads })
+        Ok(monitor)
     }
 
     /// Sets the processes (the stages' pids) whose CPU and memory are sampled.
@@ -306,9 +300,9 @@ impl SystemMonitor {
             self.shared.stop.store(true, Ordering::SeqCst);
             self.shared.wake.notify_all();
         }
-        for t in self.threads.drain(..) {
+        if let Some(t) = self.sampler.take() {
             if t.join().is_err() {
-                tracing::error!("a viewer diagnostics thread panicked");
+                tracing::error!("the viewer-diagnostics thread panicked");
             }
         }
     }
