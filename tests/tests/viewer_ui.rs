@@ -95,6 +95,11 @@ fn dashboard_shows_live_status_and_pause_reaches_the_writer() {
             && a.window().get_topics().row_count() == 5
     });
     assert_eq!(app.window().get_selected_robot(), "robot1");
+    // The history plots: a non-zero peak of rate and bandwidth.
+    pump_until(&app, "history plots", Duration::from_secs(10), |a| {
+        let (r, b) = (value(a, "rate-plot"), value(a, "bandwidth-plot"));
+        r.ends_with(" Hz") && !r.starts_with("0.0") && b.ends_with("B/s") && !b.starts_with("0 ")
+    });
     assert_eq!(value(&app, "uploader-card"), "down");
     assert_eq!(value(&app, "exporter-card"), "not running");
     assert_eq!(value(&app, "sync-pending"), "–");

@@ -56,7 +56,8 @@ struct MailboxInner {
     dirty: bool,
     replies: VecDeque<(bool, String)>,
     busy: bool,
-    history: HashMap<String, VecDeque<f64>>,
+    /// Per robot: (message rate, bandwidth), oldest first.
+    history: HashMap<String, VecDeque<(f64, f64)>>,
     history_at: Option<Instant>,
     /// Bumped on every history sample; with the robot, what the plot shows (redraw only on change).
     history_version: u64,
@@ -85,7 +86,7 @@ impl Mailbox {
             m.history_version += 1;
             for r in &snap.robots {
                 let h = m.history.entry(r.name.clone()).or_default();
-                h.push_back(r.rate_hz);
+                h.push_back((r.rate_hz, r.bandwidth_bps));
                 while h.len() > HISTORY_LEN {
                     h.pop_front();
                 }
@@ -588,10 +589,10 @@ fn sort_topics(rows: &mut [&TopicRow], column: i32, descending: bool) {
 }
 
 /// `values` scaled to 0..1 of their maximum, and the maximum.
-fn history_bars(values: &VecDeque<f64>) -> (Vec<f32>, f64) {
-    let max = values.iter().copied().fold(0.0, f64::max);
+fn history_bars(values: impl Iterator<Item = f64> + Clone) -> (Vec<f32>, f64) {
+    let max = values.clone().fold(0.0, f64::max);
     let scale = if max > 0.0 { 1.0 / max } else { 0.0 };
-    (values.iter().map(|v| (v * scale) as f32).collect(), max)
+    (values.map(|v| (v * scale) as f32).collect(), max)
 }
 
 /// Sets the window's properties from the mailbox if anything is new. Returns whether it did.
@@ -682,9 +683,12 @@ fn apply_pending(w: &DashboardWindow, mailbox: &Mailbox) -> bool {
         w.set_export_robots(ModelRc::new(VecModel::from(export_robots)));
     }
     if let Some(h) = history {
-        let (bars, max) = history_bars(&h);
+        let (bars, max) = history_bars(h.iter().map(|v| v.0));
         w.set_rate_history(ModelRc::new(VecModel::from(bars)));
         w.set_rate_history_max(format::rate_hz(max).into());
+        let (bars, max) = history_bars(h.iter().map(|v| v.1));
+        w.set_bandwidth_history(ModelRc::new(VecModel::from(bars)));
+        w.set_bandwidth_history_max(format::bandwidth(max).into());
     }
 
     // Topic table: the robot's topics, filtered and sorted.
@@ -778,7 +782,7 @@ mod tests {
     #[test]
     fn history_is_scaled_to_its_maximum() {
         let v: VecDeque<f64> = [0.0, 50.0, 200.0].into_iter().collect();
-        assert_eq!(history_bars(&v), (vec![0.0, 0.25, 1.0], 200.0));
-        assert_eq!(history_bars(&[0.0].into_iter().collect()), (vec![0.0], 0.0));
+        assert_eq!(history_bars(v.iter().copied()), (vec![0.0, 0.25, 1.0], 200.0));
+        assert_eq!(history_bars([0.0].into_iter()), (vec![0.0], 0.0));
     }
 }
