@@ -1,7 +1,9 @@
 //! [`Dashboard`]: the viewer's attachment to a pipeline. It reads every stage's status and the
 //! topic announcements, never publishes anything but control requests, and so can attach and
 //! detach at any time without disturbing the stages. [`Dashboard::tick`] turns the latest
-//! statuses into a [`Snapshot`].
+//! statuses into a [`Snapshot`]: stages, robots, topics (with rates and last message ages the
+//! viewer derives between two statuses), sync details from the uploader's status, export
+//! progress from the exporter's status, and the machine's diagnostics ([`SystemMonitor`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
