@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use shared::config::Config;
-use shared::plane::{ControlCommand, Stage};
+use shared::plane::{ControlCommand, Stage, StageState};
 use slint::{ComponentHandle, Model, ModelRc, SharedString, VecModel};
 
 use crate::dashboard::Dashboard;
@@ -375,7 +375,12 @@ fn stage_card(s: &StageSnapshot) -> StageCard {
     let optional = s.stage == Stage::Exporter.name();
     let rate = if s.up {
         let cpu = s.cpu_percent.map(|c| format!(" · CPU {c}%")).unwrap_or_default();
-        format!("{} · {}{cpu}", format::rate_hz(s.rate_msgs), format::bandwidth(s.rate_bytes))
+        match Stage::from_name(s.stage) {
+            // The uploader's message rate is parts per second: its throughput says more.
+            Some(Stage::Uploader) => format!("upload {}{cpu}", format::bandwidth(s.rate_bytes)),
+            Some(Stage::Exporter) => format!("{} exported{cpu}", format::rate_hz(s.rate_msgs)),
+            _ => format!("{} · {}{cpu}", format::rate_hz(s.rate_msgs), format::bandwidth(s.rate_bytes)),
+        }
     } else if optional {
         "started on demand".to_string()
     } else {
@@ -396,7 +401,12 @@ fn stage_card(s: &StageSnapshot) -> StageCard {
         name: s.stage.into(),
         up: s.up,
         optional,
-        state: s.state.clone().into(),
+        // An exporter waiting for requests is idle.
+        state: if optional && s.up && s.state == StageState::Waiting.name() {
+            "idle".into()
+        } else {
+            s.state.clone().into()
+        },
         rate: rate.into(),
         detail: detail.into(),
     }
