@@ -23,6 +23,8 @@ TARGET="${CARGO_TARGET_DIR:-target}"
 cargo build --release -q -p exporter --bin fleetrec-exporter --example make_recording
 scripts/install-py-readers.sh >/dev/null
 PY="${FLEETREC_PY_VENV:-target/py-venv}/bin/python"
+export RUST_LOG="${RUST_LOG:-warn}"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
@@ -77,16 +79,27 @@ PYEOF
 echo "bench-exporter: python path (mcap-ros2-support + pyarrow) -> parquet" >&2
 read -r PY_S PY_KB < <(measure "$PY" "$WORK/python_path.py" "$WORK/mcap" "$WORK/py-parquet")
 
-"$PY" - "$STATS" "$RUST_S" "$RUST_KB" "$MCAP_S" "$MCAP_KB" "$PY_S" "$PY_KB" "$(du -sb "$WORK/rec" | cut -f1)" <<'PYEOF'
-import json, sys
+"$PY" - "$STATS" "$RUST_S" "$RUST_KB" "$MCAP_S" "$MCAP_KB" "$PY_S" "$PY_KB" "$(du -sb "$WORK/rec" | cut -f1)" "$WORK" "$LOAD_BEFORE" <<'PYEOF'
+import json, os, platform, sys
+import pyarrow.parquet as pq
 st = json.loads(sys.argv[1])
 rs, rkb, ms, mkb, ps, pkb, rec_bytes = float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
+work, load_before = sys.argv[9], sys.argv[10]
 n, b = st['messages'], st['payload_bytes']
-print(f"recording: {rec_bytes / 2**30:.2f} GiB on disk, {n} messages, {b / 2**20:.0f} MiB of CDR payload, {st['segments']} segments\n")
+def rows(d):
+    total = 0
+    for root, _, files in os.walk(d):
+        total += sum(pq.ParquetFile(os.path.join(root, f)).metadata.num_rows for f in files if f.endswith('.parquet'))
+    return total
+model = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), '?')
+print(f"machine: {os.cpu_count()} cores ({model}), {platform.platform()}; load average before {load_before}, after {' '.join(open('/proc/loadavg').read().split()[:3])}")
+print(f"recording: {rec_bytes / 2**30:.2f} GiB on disk, {n} messages, {b / 2**20:.0f} MiB of CDR payload, {st['segments']} segments")
+print(f"rows written: fleetrec-exporter {rows(os.path.join(work, 'parquet'))}, Python path {rows(os.path.join(work, 'py-parquet'))}\n")
 print("| path | time (s) | messages/s | MB/s (payload) | peak RSS (MiB) |")
 print("|---|---:|---:|---:|---:|")
 for name, s, kb in [("fleetrec-exporter -> Parquet", rs, rkb), ("fleetrec-exporter -> MCAP", ms, mkb), ("Python: mcap-ros2-support + pyarrow -> Parquet", ps, pkb)]:
     print(f"| {name} | {s:.2f} | {n / s:,.0f} | {b / 2**20 / s:,.1f} | {kb / 1024:,.0f} |")
-print(f"\nspeed-up of fleetrec-exporter over the Python path (Parquet): {ps / rs:.1f}x")
+x = ps / rs
+print(f"\nspeed-up of fleetrec-exporter over the Python path (Parquet): {x:.1f}x (goal >= 10x: {'met' if x >= 10 else 'NOT met'})")
 PYEOF
 [ "$KEEP" = 1 ] || rm -rf "$WORK"

@@ -25,8 +25,6 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 
 use crate::column::{Batch, Column};
 use crate::error::{io_err, ExportError, Result};
@@ -241,12 +239,7 @@ impl Table {
                 md.insert("fleetrec.alignment".to_string(), meta);
                 let arrow_fields = crate::format::arrow::struct_fields(&root.fields);
                 let schema: SchemaRef = Arc::new(Schema::new_with_metadata(arrow_fields, md));
-                let props = WriterProperties::builder()
-                    .set_compression(Compression::SNAPPY)
-                    .set_max_row_group_row_count(Some(limits.row_group_rows.max(1)))
-                    .set_max_row_group_bytes(Some(limits.row_group_bytes.max(1)))
-                    .set_created_by(format!("fleetrec-exporter {}", env!("CARGO_PKG_VERSION")))
-                    .build();
+                let props = crate::format::parquet::writer_properties(&schema, limits).map_err(|e| err(&e))?;
                 let file = create_file(&path)?;
                 let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| err(&e))?;
                 TableOut::Parquet { schema, writer: Box::new(writer), limits }

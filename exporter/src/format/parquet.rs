@@ -8,9 +8,9 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use arrow_schema::SchemaRef;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
+use arrow_schema::{Schema, SchemaRef};
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use parquet::basic::{Compression, ConvertedType, Type as PhysicalType};
 use parquet::file::properties::WriterProperties;
 
 use super::{create_file, Limits, StreamMeta, TableWriter};
@@ -36,16 +36,34 @@ impl ParquetTable {
         md.insert("fleetrec.encoding".to_string(), if meta.plan.raw { "cdr (raw)" } else { "decoded" }.into());
         md.insert("fleetrec.definition".to_string(), meta.definition.clone());
         let schema = super::arrow::schema(&meta.plan, md);
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(limits.row_group_rows.max(1)))
-            .set_max_row_group_bytes(Some(limits.row_group_bytes.max(1)))
-            .set_created_by(format!("fleetrec-exporter {}", env!("CARGO_PKG_VERSION")))
-            .build();
+        let props = writer_properties(&schema, limits).map_err(|e| err(path, meta, e))?;
         let file = create_file(path)?;
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| err(path, meta, e))?;
         Ok(ParquetTable { path: path.to_path_buf(), meta: meta.clone(), schema, writer, limits })
     }
+}
+
+/// Snappy, the row group limits, and no dictionary for the columns where it only costs time:
+/// raw bytes (`uint8[]`: images, point clouds) and floating point values (sensor readings are
+/// almost never repeated). Strings and integers keep the dictionary.
+pub fn writer_properties(schema: &Schema, limits: Limits) -> parquet::errors::Result<WriterProperties> {
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(limits.row_group_rows.max(1)))
+        .set_max_row_group_bytes(Some(limits.row_group_bytes.max(1)))
+        .set_created_by(format!("fleetrec-exporter {}", env!("CARGO_PKG_VERSION")));
+    let descr = ArrowSchemaConverter::new().convert(schema)?;
+    for c in descr.columns() {
+        let no_dictionary = match c.physical_type() {
+            PhysicalType::BYTE_ARRAY | PhysicalType::FIXED_LEN_BYTE_ARRAY => c.converted_type() != ConvertedType::UTF8,
+            PhysicalType::FLOAT | PhysicalType::DOUBLE => true,
+            _ => false,
+        };
+        if no_dictionary {
+            props = props.set_column_dictionary_enabled(c.path().clone(), false);
+        }
+    }
+    Ok(props.build())
 }
 
 fn err(path: &Path, meta: &StreamMeta, e: impl std::fmt::Display) -> ExportError {
