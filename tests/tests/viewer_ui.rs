@@ -1,6 +1,7 @@
 //! The Slint dashboard, headless (Slint's testing backend, software renderer) with a pipeline
 //! running: elements found by id show the live values from the stages' status and the system
-//! diagnostics, a click on "Pause recording" pauses the writer (checked in the writer's own
+//! diagnostics, the sync details of an uploader running against moto, the upload controls reach
+//! the uploader, a click on "Pause recording" pauses the writer (checked in the writer's own
 //! status), "Resume" and "Start" resume it, the export dialog sends its request (refused at once
 //! with no exporter running), "Stop writer" needs a second click and then stops the writer, and a
 //! PNG snapshot of the window is produced. One UI test per binary: Slint allows one platform per
@@ -10,11 +11,14 @@
 
 use std::time::{Duration, Instant};
 
+use fleetrec_tests::s3::{sync_section, S3Server, UploaderProcess};
 use fleetrec_tests::{status_json, wait_status, Stage, TestEnv};
 use nix::sys::signal::Signal;
 use viewer::slint::Model;
 use viewer::testing::{init_headless_backend, snapshot_png, ElementHandle};
 use viewer::ViewerApp;
+
+const BUCKET: &str = "fleetrec-ui";
 
 fn element(app: &ViewerApp, id: &str) -> ElementHandle {
     let qualified = format!("DashboardWindow::{id}");
@@ -52,12 +56,17 @@ fn pump_until(app: &ViewerApp, what: &str, timeout: Duration, pred: impl Fn(&Vie
 #[test]
 fn dashboard_shows_live_status_and_pause_reaches_the_writer() {
     init_headless_backend().unwrap();
-    // The upload endpoint: a port that accepts connections, so the latency probe has a target.
-    let endpoint = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint_addr = endpoint.local_addr().unwrap().to_string();
+    // The upload endpoint: a local S3 server (moto); small segments so that uploads happen.
+    let tmp = tempfile::tempdir().unwrap();
+    let server = S3Server::moto(tmp.path());
+    server.create_bucket(BUCKET);
+    let endpoint_addr = format!("127.0.0.1:{}", server.port);
     let env = TestEnv::new(
         "viewer-ui",
-        &format!("[synthetic]\nrobots = 2\n\n[sync]\nendpoint = \"http://{endpoint_addr}\"\n"),
+        &format!(
+            "wal_segment_size = 1048576\n\n[synthetic]\nrobots = 2\n{}",
+            sync_section(&server.endpoint(), BUCKET, "")
+        ),
     );
     let config = env.load();
 
@@ -86,6 +95,7 @@ fn dashboard_shows_live_status_and_pause_reaches_the_writer() {
     wait_status("writer", &env.config, Duration::from_secs(30), |_| true);
     let mut ingest = Stage::start("ingest", &env.config, &[], env.dir.path());
     wait_status("writer", &env.config, Duration::from_secs(30), |w| w["messages"].as_u64() > Some(200));
+    let mut uploader = UploaderProcess::start(&env.config, env.dir.path());
 
     pump_until(&app, "live values", Duration::from_secs(30), |a| {
         value(a, "writer-card") == "running"
@@ -100,9 +110,34 @@ fn dashboard_shows_live_status_and_pause_reaches_the_writer() {
         let (r, b) = (value(a, "rate-plot"), value(a, "bandwidth-plot"));
         r.ends_with(" Hz") && !r.starts_with("0.0") && b.ends_with("B/s") && !b.starts_with("0 ")
     });
-    assert_eq!(value(&app, "uploader-card"), "down");
     assert_eq!(value(&app, "exporter-card"), "not running");
-    assert_eq!(value(&app, "sync-pending"), "–");
+
+    // Sync details from the uploader's status: online, segments uploaded (the count shown lies
+    // between two reads of the uploader's own status), pending, errors, a last success seen by
+    // the viewer, and the segments of this robot (segments holding both robots are `mixed`).
+    pump_until(&app, "sync online with uploads", Duration::from_secs(60), |a| {
+        value(a, "sync-card") == "online"
+            && value(a, "uploader-card") == "running"
+            && value(a, "sync-last-success").ends_with(" ago")
+    });
+    let (_, up_before) = status_json("uploader", &env.config);
+    let segments = |a: &ViewerApp| -> u64 { value(a, "sync-uploaded").split(' ').next().unwrap().parse().unwrap() };
+    let b = up_before["segments"].as_u64().unwrap();
+    pump_until(&app, "a newer upload count", Duration::from_secs(30), |a| segments(a) >= b);
+    let shown = segments(&app);
+    let (_, up_after) = status_json("uploader", &env.config);
+    assert!(b <= shown && shown <= up_after["segments"].as_u64().unwrap(), "{shown} vs {up_before} / {up_after}");
+    assert!(shown >= 1);
+    let pending = value(&app, "sync-pending");
+    assert!(pending.contains(" segments · ") && pending.ends_with('B'), "{pending}");
+    // Errors: what is shown never exceeds what the uploader counted (a retry under load is fine).
+    let errors_text = value(&app, "sync-errors");
+    let errors: u64 = errors_text.split(" errors · ").next().unwrap().parse().unwrap();
+    assert!(errors_text.contains(" retries · ") && errors_text.ends_with(" corrupt"), "{errors_text}");
+    let (_, up_now) = status_json("uploader", &env.config);
+    assert!(errors <= up_now["errors"].as_u64().unwrap(), "{errors_text} vs {up_now}");
+    let robot_line = value(&app, "sync-robot");
+    assert!(robot_line.starts_with("mixed: ") && robot_line.contains(" up, "), "{robot_line}");
 
     // The received count shown for robot1 lies between two reads of ingest's own status.
     let (_, before) = status_json("ingest", &env.config);
@@ -216,12 +251,20 @@ fn dashboard_shows_live_status_and_pause_reaches_the_writer() {
     assert!(!app.window().get_reply_ok());
     app.window().set_export_topics("".into());
 
-    // Sync now with no uploader: refused at once, and the refusal is shown.
+    // Upload controls reach the uploader: pause, resume, sync now.
+    element(&app, "pause-upload-button").invoke_accessible_default_action();
+    pump_until(&app, "uploads paused", Duration::from_secs(15), |a| value(a, "sync-card") == "paused");
+    assert!(app.window().get_reply_text().contains("uploads paused"), "{}", app.window().get_reply_text());
+    wait_status("uploader", &env.config, Duration::from_secs(10), |u| u["state"] == "paused");
+    element(&app, "resume-upload-button").invoke_accessible_default_action();
+    pump_until(&app, "uploads resumed", Duration::from_secs(15), |a| value(a, "sync-card") == "online");
+    wait_status("uploader", &env.config, Duration::from_secs(10), |u| u["state"] == "running");
     element(&app, "sync-button").invoke_accessible_default_action();
-    pump_until(&app, "the uploader's refusal", Duration::from_secs(10), |a| {
-        a.window().get_reply_text().contains("uploader is not running")
+    pump_until(&app, "the uploader's answer to sync now", Duration::from_secs(10), |a| {
+        let r = a.window().get_reply_text();
+        r.contains("rescanning and uploading now") || r.contains("a rescan is already pending")
     });
-    assert!(!app.window().get_reply_ok());
+    assert!(app.window().get_reply_ok());
 
     let png = snapshot_png(app.window(), 1280.0, 800.0).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
@@ -247,9 +290,10 @@ fn dashboard_shows_live_status_and_pause_reaches_the_writer() {
     assert!(writer.wait(Duration::from_secs(20)).success(), "{}", writer.log_text());
     pump_until(&app, "writer down", Duration::from_secs(10), |a| value(a, "writer-card") == "down");
     assert_eq!(value(&app, "lag-tile"), "writer down");
-    drop(endpoint);
 
     drop(app);
     ingest.signal(Signal::SIGTERM);
     assert!(ingest.wait(Duration::from_secs(20)).success());
+    assert!(uploader.terminate(Duration::from_secs(20)).is_some_and(|s| s.success()), "{}", uploader.log_text());
+    drop(server);
 }
