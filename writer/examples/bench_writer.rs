@@ -102,6 +102,9 @@ fn options(dir: &Path) -> WriterOptions {
     if let Some(b) = std::env::var("BENCH_COMMIT_BYTES").ok().and_then(|s| s.parse().ok()) {
         o.commit_bytes = b;
     }
+    if std::env::var("BENCH_DIRECT").is_ok_and(|v| v == "0") {
+        o.direct_io = false;
+    }
     o
 }
 
@@ -118,8 +121,16 @@ fn segment_writer(dir: &Path, size: usize, total: u64) -> (f64, f64) {
             w.poll().unwrap();
         }
     }
-    w.close().unwrap();
+    // Everything durable (the watermark covers the last message). Sealed segments' manifests
+    // (SHA-256 of each file) are written by a background thread meanwhile; `close` waits for
+    // the last ones, and that tail is reported separately.
+    w.sync().unwrap();
     let secs = start.elapsed().as_secs_f64();
+    w.close().unwrap();
+    let close_secs = start.elapsed().as_secs_f64() - secs;
+    if std::env::var("BENCH_VERBOSE").is_ok() {
+        println!("  {size} B: durable after {secs:.3} s, last manifests {close_secs:.3} s later");
+    }
     std::fs::remove_dir_all(&d).ok();
     ((n * size as u64) as f64 / 1e6 / secs, n as f64 / secs)
 }
@@ -171,23 +182,59 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let total = total_mib * 1024 * 1024;
     println!("writer benchmark: {total_mib} MiB per case in {}", dir.display());
-    let dd_mbs = dd(&dir, total_mib);
-    println!("dd bs=1M oflag=direct: {dd_mbs:.0} MB/s");
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
+    let o = options(&dir);
+    println!(
+        "writer: direct_io {}, commit every {} ms or {} bytes, {} batches in flight; {rounds} alternating rounds \
+         (dd, writer, std) per size, medians",
+        o.direct_io,
+        o.commit_interval.as_millis(),
+        o.commit_bytes,
+        o.max_in_flight
+    );
     println!();
     println!(
         "| record | SegmentWriter MB/s | msg/s | std File+sync_data MB/s | dd direct MB/s | writer/dd | writer/std |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for size in SIZES {
+    let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| SIZES.to_vec());
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    for size in sizes {
         // Small records: fewer MiB keep the run short; the rate is what matters.
         let t = if size < 4096 { total / 4 } else { total };
-        let (w_mbs, w_msgs) = segment_writer(&dir, size, t);
-        let s_mbs = std_file(&dir, size, t);
+        let (mut dds, mut ws, mut msgs, mut ss, mut r_dd, mut r_std) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            // BENCH_WRITER_ONLY=1: no baselines (for profiling the writer alone).
+            let only = std::env::var("BENCH_WRITER_ONLY").is_ok();
+            let d = if only { f64::NAN } else { dd(&dir, total_mib) };
+            let (w_mbs, w_msgs) = segment_writer(&dir, size, t);
+            let s_mbs = if only { f64::NAN } else { std_file(&dir, size, t) };
+            r_dd.push(w_mbs / d);
+            r_std.push(w_mbs / s_mbs);
+            dds.push(d);
+            ws.push(w_mbs);
+            msgs.push(w_msgs);
+            ss.push(s_mbs);
+        }
         println!(
-            "| {size} B | {w_mbs:.0} | {w_msgs:.0} | {s_mbs:.0} | {dd_mbs:.0} | {:.2} | {:.2} |",
-            w_mbs / dd_mbs,
-            w_mbs / s_mbs
+            "| {size} B | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} |",
+            median(ws),
+            median(msgs),
+            median(ss),
+            median(dds),
+            median(r_dd),
+            median(r_std)
         );
+    }
+    if std::env::var("BENCH_WRITER_ONLY").is_ok() {
+        return;
     }
     println!();
     let (p50, p99, achieved, n) = latency(&dir, 4096, 100.0, 5.0);

@@ -46,15 +46,36 @@ pub(crate) struct SegmentFile {
     pub(crate) needs_dir_sync: bool,
     /// The footer's summary, once the sealing batch was built.
     pub(crate) seal_summary: Option<SegmentSummary>,
+    /// Opened with `O_DIRECT`: every write must start and end on a [`DIRECT_ALIGN`] boundary.
+    pub(crate) direct: bool,
+    /// Space was preallocated beyond the end of the file (released when sealed).
+    pub(crate) preallocated: bool,
+}
+
+/// Block alignment of direct-I/O writes (file offsets, lengths and memory).
+pub(crate) const DIRECT_ALIGN: u64 = 4096;
+
+/// How segment files are opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileMode {
+    /// Try `O_DIRECT` (falls back to buffered I/O where the file system refuses it).
+    pub(crate) direct: bool,
+    /// Preallocate this many bytes (`FALLOC_FL_KEEP_SIZE`, best effort; 0: none).
+    pub(crate) preallocate: u64,
 }
 
 impl SegmentFile {
     /// Creates segment `seq` in `dir` (the file must not exist) and returns it with the header
     /// bytes that must start the segment's first batch.
-    pub(crate) fn create(dir: &Path, seq: u64, session: &[u8; 16]) -> Result<(SegmentFile, [u8; HEADER_LEN])> {
+    pub(crate) fn create(
+        dir: &Path,
+        seq: u64,
+        session: &[u8; 16],
+        mode: FileMode,
+    ) -> Result<(SegmentFile, [u8; HEADER_LEN])> {
         let path = dir.join(segment_file_name(seq, session));
-        let file =
-            OpenOptions::new().write(true).create_new(true).open(&path).map_err(io_err("create segment", &path))?;
+        let (file, direct) = open_new(&path, mode.direct).map_err(io_err("create segment", &path))?;
+        let preallocated = mode.preallocate > 0 && preallocate(&file, mode.preallocate, &path);
         let header = SegmentHeader {
             minor_version: MINOR_VERSION,
             flags: 0,
@@ -72,15 +93,61 @@ impl SegmentFile {
                 failure: None,
                 needs_dir_sync: true,
                 seal_summary: None,
+                direct,
+                preallocated,
             },
             header.encode(),
         ))
+    }
+
+    /// Gives back space preallocated beyond the file's end (truncating to the current length
+    /// releases it). Best effort: a failure only wastes space until the file is deleted.
+    pub(crate) fn release_preallocation(&self) {
+        if !self.preallocated {
+            return;
+        }
+        if let Err(e) = self.file.set_len(self.durable_len) {
+            tracing::warn!(segment = %self.path.display(), error = %e, "could not release preallocated space");
+        }
     }
 
     /// Cuts the file back to its durable length and syncs the cut. Only for a file whose
     /// syncs never failed (a file that hit ENOSPC, or was interrupted by another file's error).
     pub(crate) fn cut_to_durable(&self) -> Result<()> {
         self.file.set_len(self.durable_len).and_then(|()| self.file.sync_all()).map_err(io_err("ftruncate", &self.path))
+    }
+}
+
+/// Creates `path` (which must not exist) for writing, with `O_DIRECT` if `direct` and the file
+/// system accepts it. Returns the file and whether it is in direct mode.
+fn open_new(path: &Path, direct: bool) -> std::io::Result<(File, bool)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if direct {
+        match OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_DIRECT).open(path) {
+            Ok(f) => return Ok((f, true)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                // The file system has no direct I/O (the file may exist now: reopen it).
+                tracing::info!(path = %path.display(), "O_DIRECT refused by the file system: buffered writes");
+                let f = OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
+                return Ok((f, false));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((OpenOptions::new().write(true).create_new(true).open(path)?, false))
+}
+
+/// Reserves `len` bytes for `file` without changing its size, so appends do not allocate
+/// blocks one by one. Best effort: returns whether it worked.
+fn preallocate(file: &File, len: u64, path: &Path) -> bool {
+    use nix::fcntl::{fallocate, FallocateFlags};
+    let len = i64::try_from(len).unwrap_or(i64::MAX);
+    match fallocate(file, FallocateFlags::FALLOC_FL_KEEP_SIZE, 0, len) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "segment not preallocated");
+            false
+        }
     }
 }
 

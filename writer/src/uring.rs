@@ -23,6 +23,8 @@ use io_uring::{opcode, squeue, types, IoUring};
 
 /// Largest single write entry; bigger batches become several linked writes.
 const MAX_WRITE: usize = 4 * 1024 * 1024;
+/// Largest single direct write: smaller pieces keep several in flight on the device.
+const MAX_DIRECT_WRITE: usize = 1024 * 1024;
 /// Most entries of one chain (writes, fdatasync, directory fsync).
 const MAX_CHAIN_ENTRIES: usize = 200;
 /// `user_data` of the wake-descriptor poll.
@@ -48,6 +50,44 @@ pub(crate) struct Chain {
     pub(crate) from: usize,
     /// A directory to fsync after the data sync.
     pub(crate) dir_sync: Option<Arc<File>>,
+    /// `file` is in `O_DIRECT` mode: the bytes go out from a block-aligned copy, and `offset`
+    /// and the end of `buf` must lie on [`DIRECT_ALIGN`] boundaries (else the kernel refuses the
+    /// write with `EINVAL`, which the writer handles like any failed write).
+    pub(crate) direct: bool,
+}
+
+/// Alignment of direct-I/O buffers, offsets and lengths.
+pub(crate) const DIRECT_ALIGN: usize = 4096;
+
+/// One block-aligned block of a direct-I/O buffer.
+#[derive(Clone, Copy)]
+#[repr(C, align(4096))]
+struct Block([u8; DIRECT_ALIGN]);
+
+/// A block-aligned copy of a chain's bytes, for `O_DIRECT` writes.
+#[derive(Default)]
+struct AlignedBuf {
+    blocks: Vec<Block>,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// Replaces the contents with `data` (zero-filled to the end of the last block).
+    fn fill(&mut self, data: &[u8]) {
+        let n = data.len().div_ceil(DIRECT_ALIGN);
+        if self.blocks.len() < n {
+            self.blocks.resize(n, Block([0; DIRECT_ALIGN]));
+        }
+        for (block, chunk) in self.blocks.iter_mut().zip(data.chunks(DIRECT_ALIGN)) {
+            block.0[..chunk.len()].copy_from_slice(chunk);
+            block.0[chunk.len()..].fill(0);
+        }
+        self.len = data.len();
+    }
+
+    fn as_ptr(&self) -> *const u8 {
+        self.blocks.as_ptr().cast::<u8>()
+    }
 }
 
 /// The result of one write entry.
@@ -74,13 +114,20 @@ pub(crate) struct ChainResult {
     pub(crate) dirsync: Option<i32>,
 }
 
-#[derive(Debug)]
 struct Pending {
     chain: Chain,
+    /// The aligned copy the kernel writes from (direct chains).
+    aligned: Option<AlignedBuf>,
     writes: Vec<WriteResult>,
     datasync: Option<i32>,
     dirsync: Option<i32>,
+    /// Entries submitted and not yet completed.
     outstanding: usize,
+    /// Writes not yet completed.
+    writes_left: usize,
+    /// The syncs are submitted once every write completed (direct chains, whose writes run in
+    /// parallel instead of linked one after the other).
+    deferred_sync: bool,
 }
 
 /// What a [`Ring::wait`] saw.
@@ -97,7 +144,12 @@ pub(crate) struct Ring {
     ring: IoUring,
     pending: HashMap<u64, Pending>,
     poll_armed: bool,
+    /// Aligned buffers of finished direct chains, for reuse.
+    spare_aligned: Vec<AlignedBuf>,
 }
+
+/// Aligned buffers kept for reuse.
+const SPARE_ALIGNED: usize = 4;
 
 impl std::fmt::Debug for Ring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,7 +167,7 @@ fn token(id: u64, step: u64) -> u64 {
 impl Ring {
     /// A ring with room for `entries` submissions.
     pub(crate) fn new(entries: u32) -> io::Result<Ring> {
-        Ok(Ring { ring: IoUring::new(entries)?, pending: HashMap::new(), poll_armed: false })
+        Ok(Ring { ring: IoUring::new(entries)?, pending: HashMap::new(), poll_armed: false, spare_aligned: Vec::new() })
     }
 
     /// Chains submitted and not yet fully completed.
@@ -126,21 +178,36 @@ impl Ring {
     /// Queues and submits a chain. On error the chain is handed back untouched.
     pub(crate) fn submit(&mut self, chain: Chain) -> Result<(), (Chain, io::Error)> {
         let id = chain.id;
-        let data = chain.buf.get(chain.from..).unwrap_or(&[]);
-        let chunk = MAX_WRITE.max(data.len().div_ceil(MAX_CHAIN_ENTRIES - 2));
+        // A direct write resumed after a short write starts again at its block's beginning:
+        // the bytes before `from` in that block are the same ones, written again.
+        let from = if chain.direct { chain.from - chain.from % DIRECT_ALIGN } else { chain.from };
+        let data = chain.buf.get(from..).unwrap_or(&[]);
+        let max_write = if chain.direct { MAX_DIRECT_WRITE } else { MAX_WRITE };
+        let mut chunk = max_write.max(data.len().div_ceil(MAX_CHAIN_ENTRIES - 2));
+        if chain.direct {
+            chunk = chunk.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+        }
         let mut writes = Vec::new();
-        let mut start = chain.from;
+        let mut start = from;
         while start < chain.buf.len() {
             let len = (chain.buf.len() - start).min(chunk);
             writes.push(WriteResult { start, len: u32::try_from(len).unwrap_or(u32::MAX), res: 0 });
             start += len;
         }
+        let aligned = chain.direct.then(|| {
+            let mut a = self.spare_aligned.pop().unwrap_or_default();
+            a.fill(data);
+            a
+        });
         let fd = types::Fd(chain.file.as_raw_fd());
         let mut entries = Vec::with_capacity(writes.len() + 2);
         for (i, w) in writes.iter().enumerate() {
-            // Pointers into `chain.buf`, which the ring keeps (unmoved heap allocation) in
-            // `self.pending` until every entry of the chain has completed.
-            let ptr = chain.buf[w.start..].as_ptr();
+            // Pointers into `chain.buf` or its aligned copy, which the ring keeps (unmoved heap
+            // allocations) in `self.pending` until every entry of the chain has completed.
+            let ptr = match &aligned {
+                Some(a) => a.as_ptr().wrapping_add(w.start - from),
+                None => chain.buf[w.start..].as_ptr(),
+            };
             entries.push(
                 opcode::Write::new(fd, ptr, w.len)
                     .offset(chain.offset + w.start as u64)
@@ -148,29 +215,34 @@ impl Ring {
                     .user_data(token(id, i as u64)),
             );
         }
-        entries.push(
-            opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data(token(id, STEP_DATASYNC)),
-        );
-        if let Some(dir) = &chain.dir_sync {
-            entries.push(opcode::Fsync::new(types::Fd(dir.as_raw_fd())).build().user_data(token(id, STEP_DIRSYNC)));
-        }
-        let last = entries.len() - 1;
-        for e in entries.iter_mut().take(last) {
-            *e = e.clone().flags(squeue::Flags::IO_LINK);
+        let deferred_sync = chain.direct && !writes.is_empty();
+        if deferred_sync {
+            // Direct writes go out unlinked, so the device works on several at once; the
+            // fdatasync follows once all of them completed (see `reap`).
+        } else {
+            entries.extend(sync_entries(&chain));
+            let last = entries.len() - 1;
+            for e in entries.iter_mut().take(last) {
+                *e = e.clone().flags(squeue::Flags::IO_LINK);
+            }
         }
         if let Err(e) = self.make_room(entries.len()) {
+            if let Some(a) = aligned {
+                self.spare_aligned.push(a);
+            }
             return Err((chain, e));
         }
         let outstanding = entries.len();
         {
             let mut sq = self.ring.submission();
             for e in &entries {
-                // SAFETY: every entry points into `chain.buf` (heap memory that does not move
-                // when `chain` moves) or names a file descriptor owned by `chain.file` /
-                // `chain.dir_sync`. `chain` is stored in `self.pending` right below and is
-                // only handed back after the completions of all these entries were reaped, so
-                // buffer and descriptors outlive the kernel's use. `make_room` guaranteed the
-                // space, so no push fails half-way through a chain.
+                // SAFETY: every entry points into `chain.buf` or `aligned` (heap memory that
+                // does not move when they move; `w.start - from + w.len` stays within the
+                // aligned copy, which holds `buf[from..]`) or names a file descriptor owned by
+                // `chain.file` / `chain.dir_sync`. Both are stored in `self.pending` right
+                // below and only handed back after the completions of all these entries were
+                // reaped, so buffers and descriptors outlive the kernel's use. `make_room`
+                // guaranteed the space, so no push fails half-way through a chain.
                 if unsafe { sq.push(e) }.is_err() {
                     // Unreachable after make_room; keep the chain consistent anyway.
                     drop(sq);
@@ -178,7 +250,11 @@ impl Ring {
                 }
             }
         }
-        self.pending.insert(id, Pending { chain, writes, datasync: None, dirsync: None, outstanding });
+        let writes_left = writes.len();
+        self.pending.insert(
+            id,
+            Pending { chain, aligned, writes, datasync: None, dirsync: None, outstanding, writes_left, deferred_sync },
+        );
         if let Err(e) = self.ring.submit() {
             // The entries are queued in the submission ring; the next enter submits them.
             tracing::warn!(error = %e, "io_uring submit failed, entries stay queued");
@@ -241,6 +317,7 @@ impl Ring {
     pub(crate) fn reap(&mut self) -> Completions {
         let mut out = Completions::default();
         let cqes: Vec<(u64, i32)> = self.ring.completion().map(|c| (c.user_data(), c.result())).collect();
+        let mut to_sync = Vec::new();
         for (user_data, res) in cqes {
             if user_data == POLL_TOKEN {
                 self.poll_armed = false;
@@ -260,21 +337,81 @@ impl Ring {
                     if let Some(w) = p.writes.get_mut(i as usize) {
                         w.res = res;
                     }
+                    p.writes_left = p.writes_left.saturating_sub(1);
+                    if p.writes_left == 0 && p.deferred_sync {
+                        p.deferred_sync = false;
+                        if p.writes.iter().all(|w| w.res >= 0 && w.res as u32 == w.len) {
+                            p.outstanding += sync_entries(&p.chain).len();
+                            to_sync.push(id);
+                        } else {
+                            // As a link would: what follows a failed or short write is cancelled.
+                            p.datasync = Some(-libc::ECANCELED);
+                            p.dirsync = p.chain.dir_sync.as_ref().map(|_| -libc::ECANCELED);
+                        }
+                    }
                 }
             }
             p.outstanding = p.outstanding.saturating_sub(1);
             if p.outstanding == 0 {
-                if let Some(p) = self.pending.remove(&id) {
-                    out.chains.push(ChainResult {
-                        chain: p.chain,
-                        writes: p.writes,
-                        datasync: p.datasync.unwrap_or(-libc::ECANCELED),
-                        dirsync: p.dirsync,
-                    });
+                self.finish(id, &mut out);
+            }
+        }
+        for id in to_sync {
+            let Some(entries) = self.pending.get(&id).map(|p| sync_entries(&p.chain)) else {
+                continue;
+            };
+            let pushed = self.make_room(entries.len()).is_ok() && {
+                let mut sq = self.ring.submission();
+                // SAFETY: sync entries reference no memory, only the descriptors of
+                // `chain.file` / `chain.dir_sync`, kept open in `self.pending` until their
+                // completions are reaped. `make_room` guaranteed the space for both.
+                entries.iter().all(|e| unsafe { sq.push(e) }.is_ok())
+            };
+            if pushed {
+                if let Err(e) = self.ring.submit() {
+                    tracing::warn!(error = %e, "io_uring submit failed, entries stay queued");
                 }
+            } else if let Some(p) = self.pending.get_mut(&id) {
+                tracing::error!(chain = id, "no room to submit a chain's fdatasync: the chain fails");
+                p.datasync = Some(-libc::EBUSY);
+                p.dirsync = p.chain.dir_sync.as_ref().map(|_| -libc::ECANCELED);
+                p.outstanding = 0;
+                self.finish(id, &mut out);
             }
         }
         out
+    }
+
+    /// Hands a chain whose every entry completed back to the caller.
+    fn finish(&mut self, id: u64, out: &mut Completions) {
+        let Some(mut p) = self.pending.remove(&id) else {
+            return;
+        };
+        if let Some(a) = p.aligned.take() {
+            if self.spare_aligned.len() < SPARE_ALIGNED {
+                self.spare_aligned.push(a);
+            }
+        }
+        out.chains.push(ChainResult {
+            chain: p.chain,
+            writes: p.writes,
+            datasync: p.datasync.unwrap_or(-libc::ECANCELED),
+            dirsync: p.dirsync,
+        });
+    }
+}
+
+/// The fdatasync of a chain's file, linked to the fsync of its directory if requested.
+fn sync_entries(chain: &Chain) -> Vec<squeue::Entry> {
+    let fd = types::Fd(chain.file.as_raw_fd());
+    let sync =
+        opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data(token(chain.id, STEP_DATASYNC));
+    match &chain.dir_sync {
+        Some(dir) => vec![
+            sync.flags(squeue::Flags::IO_LINK),
+            opcode::Fsync::new(types::Fd(dir.as_raw_fd())).build().user_data(token(chain.id, STEP_DIRSYNC)),
+        ],
+        None => vec![sync],
     }
 }
 
@@ -308,8 +445,16 @@ mod tests {
         let dirf = Arc::new(File::open(dir.path()).unwrap());
         let mut ring = Ring::new(32).unwrap();
         let buf: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-        ring.submit(Chain { id: 7, file: file.clone(), offset: 100, buf: buf.clone(), from: 0, dir_sync: Some(dirf) })
-            .unwrap();
+        ring.submit(Chain {
+            id: 7,
+            file: file.clone(),
+            offset: 100,
+            buf: buf.clone(),
+            from: 0,
+            dir_sync: Some(dirf),
+            direct: false,
+        })
+        .unwrap();
         let mut done = Vec::new();
         while done.is_empty() {
             done = ring.wait(None, None).unwrap().chains;
@@ -325,6 +470,54 @@ mod tests {
         File::open(&path).unwrap().read_to_end(&mut on_disk).unwrap();
         assert_eq!(&on_disk[..100], &[0u8; 100][..]);
         assert_eq!(&on_disk[100..], &buf[..]);
+        assert_eq!(ring.chains_in_flight(), 0);
+    }
+
+    #[test]
+    fn direct_chain_writes_in_parallel_then_syncs() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d");
+        let file = Arc::new(
+            std::fs::OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_DIRECT).open(&path).unwrap(),
+        );
+        let dirf = Arc::new(File::open(dir.path()).unwrap());
+        let mut ring = Ring::new(32).unwrap();
+        // 2.5 MiB: three direct writes of at most 1 MiB, then the fdatasync and directory fsync.
+        let len = 5 * MAX_DIRECT_WRITE / 2;
+        let buf: Vec<u8> = (0..len as u32).map(|i| (i % 253) as u8).collect();
+        ring.submit(Chain {
+            id: 3,
+            file: file.clone(),
+            offset: 8192,
+            buf: buf.clone(),
+            from: 0,
+            dir_sync: Some(dirf),
+            direct: true,
+        })
+        .unwrap();
+        let mut done = Vec::new();
+        while done.is_empty() {
+            done = ring.wait(None, None).unwrap().chains;
+        }
+        let r = done.pop().unwrap();
+        assert_eq!(r.writes.len(), 3);
+        assert!(r.writes.iter().all(|w| w.res as u32 == w.len), "{:?}", r.writes);
+        assert_eq!((r.datasync, r.dirsync), (0, Some(0)));
+        let mut on_disk = Vec::new();
+        File::open(&path).unwrap().read_to_end(&mut on_disk).unwrap();
+        assert_eq!(on_disk.len(), 8192 + len);
+        assert_eq!(&on_disk[8192..], &buf[..]);
+        // A misaligned direct chain is refused by the kernel and its syncs are cancelled.
+        ring.submit(Chain { id: 4, file, offset: 100, buf: vec![1; 4096], from: 0, dir_sync: None, direct: true })
+            .unwrap();
+        let mut done = Vec::new();
+        while done.is_empty() {
+            done = ring.wait(None, None).unwrap().chains;
+        }
+        let r = done.pop().unwrap();
+        assert_eq!(r.writes[0].res, -libc::EINVAL);
+        assert_eq!(r.datasync, -libc::ECANCELED);
         assert_eq!(ring.chains_in_flight(), 0);
     }
 

@@ -193,3 +193,71 @@ fn pause_drops_and_counts_per_topic() {
     let got = all_messages(dir.path());
     assert_eq!(got.len(), 5 * 3 + 3 * 2);
 }
+
+/// Direct I/O (the default, on this test's ext4/tmpfs directory) ends every commit on a 4 KiB
+/// boundary with a padded checkpoint, releases the preallocated space when sealing, and records
+/// exactly what buffered mode records.
+#[test]
+fn direct_io_commits_end_on_block_boundaries_and_match_buffered_mode() {
+    use std::os::unix::fs::MetadataExt;
+    let mut per_mode = Vec::new();
+    for direct in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = small_opts(dir.path());
+        opts.direct_io = direct;
+        let mut w = open(opts);
+        let ts = topics();
+        for t in &ts {
+            w.define_topic(t.clone()).unwrap();
+        }
+        for chunk in [1..=50u64, 51..=120, 121..=300] {
+            write_messages(&mut w, &ts, chunk);
+            w.sync().unwrap();
+        }
+        w.close().unwrap();
+        let segs = list_segments(dir.path()).unwrap();
+        assert!(segs.len() >= 3);
+        let mut checkpoints = 0;
+        for s in &segs {
+            let bytes = std::fs::read(&s.path).unwrap();
+            let scan = shared::segment::scan(&bytes, shared::segment::ScanMode::StopAtFirstError).unwrap();
+            assert!(scan.corrupt.is_empty());
+            for r in scan.records.iter().filter(|r| r.kind == shared::segment::consts::KIND_CHECKPOINT) {
+                checkpoints += 1;
+                let end = r.offset + r.framed_len() as u64;
+                let next_is_footer = scan
+                    .records
+                    .iter()
+                    .find(|n| n.offset == end)
+                    .is_some_and(|n| n.kind == shared::segment::consts::KIND_FOOTER);
+                if direct && !next_is_footer {
+                    assert_eq!(
+                        end % 4096,
+                        0,
+                        "{}: checkpoint at {} ends off a block boundary",
+                        s.path.display(),
+                        r.offset
+                    );
+                }
+            }
+            if direct {
+                assert_eq!(bytes.len() % 4096, 0, "{} ends on a block boundary", s.path.display());
+                let meta = std::fs::metadata(&s.path).unwrap();
+                assert!(
+                    meta.blocks() * 512 <= meta.len() + 4096,
+                    "{}: {} bytes allocated for {} bytes: preallocation not released",
+                    s.path.display(),
+                    meta.blocks() * 512,
+                    meta.len()
+                );
+            }
+            checked_manifest(&s.path);
+        }
+        assert!(checkpoints >= 3);
+        let got = all_messages(dir.path());
+        assert_exact(&got, &ts, 1..=300);
+        // Same messages, whatever file holds them.
+        per_mode.push(got.into_iter().map(|(k, (h, p, _))| (k, h, p)).collect::<Vec<_>>());
+    }
+    assert!(per_mode[0] == per_mode[1], "different messages in direct and buffered mode");
+}

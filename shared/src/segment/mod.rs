@@ -11,7 +11,8 @@ mod summary;
 pub use frame::{decode_frame, encode_frame, FrameError, RecordRef};
 pub use header::{HeaderError, SegmentHeader};
 pub use record::{
-    encode_checkpoint, encode_footer, encode_message, encode_topic, Checkpoint, MessageRecord, Record, RecordError,
+    checkpoint_len, checkpoint_padding, encode_checkpoint, encode_checkpoint_padded, encode_footer, encode_message,
+    encode_topic, Checkpoint, MessageRecord, Record, RecordError,
 };
 pub use scan::{scan, Corruption, ScanMode, ScanReport, Tail};
 pub use summary::{IndexEntry, SegmentManifest, SegmentSummary, SummaryBuilder, TopicSummary};

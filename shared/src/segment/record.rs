@@ -124,10 +124,37 @@ pub fn encode_topic(out: &mut Vec<u8>, topic: &TopicInfo) {
 
 /// Appends a checkpoint record.
 pub fn encode_checkpoint(out: &mut Vec<u8>, c: &Checkpoint) {
-    let mut f = [0u8; 16];
+    encode_checkpoint_padded(out, c, 0);
+}
+
+/// Framed length of a checkpoint record with `padding` zero bytes after its fields.
+pub const fn checkpoint_len(padding: usize) -> usize {
+    FRAME_HEADER_LEN + CHECKPOINT_FIELDS_LEN + padding
+}
+
+/// Bytes of a checkpoint body's fields (`created_ns`, `messages_before`).
+const CHECKPOINT_FIELDS_LEN: usize = 16;
+
+/// Appends a checkpoint record whose body ends with `padding` zero bytes (readers ignore bytes
+/// after the fields they know). The writer uses it to end a group commit on a block boundary,
+/// which direct I/O needs.
+pub fn encode_checkpoint_padded(out: &mut Vec<u8>, c: &Checkpoint, padding: usize) {
+    let mut f = [0u8; CHECKPOINT_FIELDS_LEN];
     f[0..8].copy_from_slice(&c.created_ns.to_le_bytes());
     f[8..16].copy_from_slice(&c.messages_before.to_le_bytes());
-    encode_frame(out, KIND_CHECKPOINT, 0, &[&f]);
+    if padding == 0 {
+        encode_frame(out, KIND_CHECKPOINT, 0, &[&f]);
+    } else {
+        let zeros = vec![0u8; padding];
+        encode_frame(out, KIND_CHECKPOINT, 0, &[&f, &zeros]);
+    }
+}
+
+/// Zero bytes a checkpoint record starting at `offset` needs so that it, followed by `after`
+/// more bytes, ends on a multiple of `align` (a power of two).
+pub const fn checkpoint_padding(offset: u64, after: u64, align: u64) -> usize {
+    let end = offset + checkpoint_len(0) as u64 + after;
+    ((align - end % align) % align) as usize
 }
 
 /// Appends the footer record.
@@ -160,6 +187,22 @@ mod tests {
         let Record::Message(m) = Record::decode(&r).unwrap() else { panic!("not a message") };
         assert_eq!(m.payload, b"\x00\x01\x00\x00cdr");
         assert_eq!(m.header, MessageHeader { payload_len: 7, ..h });
+    }
+
+    #[test]
+    fn padded_checkpoint_ends_on_the_boundary_and_decodes() {
+        for offset in [0u64, 64, 4095, 4096, 12_345] {
+            for after in [0u64, 1, 300, 5000] {
+                let pad = checkpoint_padding(offset, after, 4096);
+                let mut out = Vec::new();
+                let c = Checkpoint { created_ns: 9, messages_before: offset };
+                encode_checkpoint_padded(&mut out, &c, pad);
+                assert_eq!(out.len(), checkpoint_len(pad));
+                assert_eq!((offset + out.len() as u64 + after) % 4096, 0, "offset {offset} after {after}");
+                let r = decode_frame(&out, 0).unwrap();
+                assert_eq!(Record::decode(&r).unwrap(), Record::Checkpoint(c));
+            }
+        }
     }
 
     #[test]

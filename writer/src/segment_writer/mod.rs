@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 use iceoryx2::prelude::FileDescriptorBased;
 use shared::config::Config;
 use shared::plane::MessageHeader;
-use shared::segment::{encode_checkpoint, encode_footer, encode_message, encode_topic, Checkpoint};
+use shared::segment::{
+    checkpoint_padding, encode_checkpoint_padded, encode_footer, encode_message, encode_topic, Checkpoint,
+};
 use shared::topic::TopicInfo;
 use tracing::{error, info, warn};
 
@@ -39,7 +41,7 @@ use crate::fault::{IoFaults, NoFaults};
 use crate::recovery::{self, RecoveryReport};
 use crate::rotation::RotationPolicy;
 use crate::seal::{ManifestWorker, SealJob, SealedSegment};
-use crate::segment_file::{FileFailure, OpenSegment, SegmentFile};
+use crate::segment_file::{FileFailure, FileMode, OpenSegment, SegmentFile, DIRECT_ALIGN};
 use crate::uring::{Chain, ChainResult, Ring};
 use crate::watermark::DurableWatermark;
 
@@ -74,6 +76,10 @@ pub struct WriterOptions {
     pub probe_interval: Duration,
     /// Free space needed beyond the held data before resuming after a full disk.
     pub resume_headroom: u64,
+    /// Write segments with `O_DIRECT` into preallocated space (falls back to buffered writes
+    /// where the file system has no direct I/O). Every commit then ends on a 4 KiB boundary
+    /// (its checkpoint record is padded).
+    pub direct_io: bool,
     /// Writer session id (`None`: a random one).
     pub session_id: Option<[u8; 16]>,
     /// Fault injection at the I/O boundary (tests); [`NoFaults`] in production.
@@ -93,6 +99,7 @@ impl WriterOptions {
             max_in_flight: 2,
             probe_interval: Duration::from_millis(500),
             resume_headroom: 1024 * 1024,
+            direct_io: true,
             session_id: None,
             faults: Arc::new(NoFaults),
         }
@@ -693,7 +700,7 @@ impl SegmentWriter {
         let mut attempts = 0;
         let (file, header) = loop {
             let seq = self.next_seq;
-            match SegmentFile::create(&self.opts.dir, seq, &self.session) {
+            match SegmentFile::create(&self.opts.dir, seq, &self.session, self.file_mode()) {
                 Ok(created) => {
                     self.next_seq += 1;
                     break created;
@@ -739,6 +746,14 @@ impl SegmentWriter {
         open.undefined.remove(&id);
     }
 
+    /// How new segment files are opened.
+    fn file_mode(&self) -> FileMode {
+        FileMode {
+            direct: self.opts.direct_io,
+            preallocate: if self.opts.direct_io { self.opts.segment_size.saturating_add(1024 * 1024) } else { 0 },
+        }
+    }
+
     /// Closes the current batch at a commit boundary (a checkpoint record) and queues it.
     fn finalize_current(&mut self) {
         let (Some(open), Some(batch)) = (self.open.as_mut(), self.current.as_mut()) else {
@@ -747,29 +762,43 @@ impl SegmentWriter {
         if batch.is_empty() {
             return;
         }
+        let pad = direct_align(&self.files, open.seq).map_or(0, |a| checkpoint_padding(open.len, 0, a));
         let cp = Checkpoint { created_ns: shared::time::now_ns(), messages_before: open.messages };
-        let n = batch.push_record(|out| encode_checkpoint(out, &cp));
+        let n = batch.push_record(|out| encode_checkpoint_padded(out, &cp, pad));
         open.summary.add_other();
         open.len += n as u64;
         let next = Batch::new(open.seq, open.len, self.spare_buffers.pop().unwrap_or_default());
+        let full = self.rotation.full_by_size(open.len);
         let done = std::mem::replace(batch, next);
         self.ready.push_back(done);
+        if full {
+            // The padding reached the rotation size: no message goes after it.
+            self.rotate();
+        }
     }
 
-    /// Ends the open segment: its last batch gets a checkpoint and the footer.
+    /// Ends the open segment: its last batch gets a checkpoint and the footer (on a direct-I/O
+    /// file the checkpoint is padded so that the footer ends on a block boundary).
     fn rotate(&mut self) {
         let Some(mut open) = self.open.take() else {
             return;
         };
+        let align = direct_align(&self.files, open.seq);
         let mut batch = self.current.take().unwrap_or_else(|| Batch::new(open.seq, open.len, Vec::new()));
-        if !batch.is_empty() {
-            let cp = Checkpoint { created_ns: shared::time::now_ns(), messages_before: open.messages };
-            let n = batch.push_record(|out| encode_checkpoint(out, &cp));
+        let checkpoint = !batch.is_empty() || align.is_some();
+        if checkpoint {
             open.summary.add_other();
-            open.len += n as u64;
         }
         let summary = open.summary.build();
-        let n = batch.push_record(|out| encode_footer(out, &summary));
+        let mut footer = Vec::new();
+        encode_footer(&mut footer, &summary);
+        if checkpoint {
+            let pad = align.map_or(0, |a| checkpoint_padding(open.len, footer.len() as u64, a));
+            let cp = Checkpoint { created_ns: shared::time::now_ns(), messages_before: open.messages };
+            let n = batch.push_record(|out| encode_checkpoint_padded(out, &cp, pad));
+            open.len += n as u64;
+        }
+        let n = batch.push_record(|out| out.extend_from_slice(&footer));
         open.len += n as u64;
         batch.seals = true;
         if let Some(f) = self.files.get_mut(&open.seq) {
@@ -843,6 +872,7 @@ impl SegmentWriter {
             buf: std::mem::take(&mut batch.buf),
             from: 0,
             dir_sync: dir_sync.then(|| self.dir_file.clone()),
+            direct: file.direct,
         };
         match self.ring.submit(chain) {
             Ok(()) => {
@@ -1004,6 +1034,7 @@ impl SegmentWriter {
             }
             if b.seals {
                 if let Some(f) = self.files.remove(&b.seq) {
+                    f.release_preallocation();
                     let job = SealJob {
                         seq: f.seq,
                         path: f.path.clone(),
@@ -1062,4 +1093,9 @@ impl SegmentWriter {
             }
         }
     }
+}
+
+/// The block alignment commits of segment `seq` need: `Some` for a direct-I/O file.
+fn direct_align(files: &BTreeMap<u64, SegmentFile>, seq: u64) -> Option<u64> {
+    files.get(&seq).filter(|f| f.direct).map(|_| DIRECT_ALIGN)
 }
