@@ -5,28 +5,18 @@
 //! exporter's status ends with every selected message exported (exported == total == what the
 //! writer recorded for those topics), and the CSV files are there. Killing the exporter shows it
 //! "not running", restarting it shows it idle again.
-//!
-//! Skipped (with a message) when the `fleetrec-exporter` binary does not serve export requests.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fleetrec_tests::{bin, status_json, wait_status, Stage, TestEnv};
+use fleetrec_tests::{status_json, wait_status, Stage, TestEnv};
 use nix::sys::signal::Signal;
 use shared::plane::{ControlCommand, Stage as PlaneStage};
 use viewer::export_request::ExportRequest;
 use viewer::{Dashboard, Snapshot};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Whether this build of `fleetrec-exporter` runs as a stage serving export requests.
-fn exporter_serves() -> bool {
-    let out = Command::new(bin("exporter")).arg("--help").output().expect("fleetrec-exporter --help");
-    String::from_utf8_lossy(&out.stdout).contains("serves export requests")
-        || String::from_utf8_lossy(&out.stdout).contains("serve export requests")
-}
 
 fn tick_until(dashboard: &mut Dashboard, what: &str, pred: impl Fn(&Snapshot) -> bool) -> Snapshot {
     let deadline = Instant::now() + WAIT;
@@ -42,10 +32,6 @@ fn tick_until(dashboard: &mut Dashboard, what: &str, pred: impl Fn(&Snapshot) ->
 
 #[test]
 fn export_dialog_request_runs_on_the_exporter_and_progress_is_shown() {
-    if !exporter_serves() {
-        eprintln!("SKIPPED: fleetrec-exporter does not serve export requests in this build");
-        return;
-    }
     let exports = tempfile::tempdir().unwrap();
     let env = TestEnv::new(
         "viewer-export",
