@@ -28,11 +28,20 @@ fn help_explains_formats_layout_and_times() {
         "--end",
         "manifest.json",
         "RFC 3339",
+        "--align",
+        "--on",
+        "--rate",
+        "--max-age",
+        "AT OR BEFORE",
+        "aligned.parquet",
     ] {
         assert!(text.contains(needle), "help lacks {needle}:\n{text}");
     }
     let o = Command::new(exporter_bin()).arg("--help").output().unwrap();
-    assert!(String::from_utf8_lossy(&o.stdout).contains("export"));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for needle in ["export", "status", "control", "--config", "{\"format\":\"parquet\"", "busy", "queue_depth"] {
+        assert!(text.contains(needle), "top-level help lacks {needle}:\n{text}");
+    }
 }
 
 #[test]
@@ -164,4 +173,23 @@ fn payloads_that_do_not_decode_are_skipped_counted_and_the_rest_exported() {
         &[&out.path().join("robot1/imu.parquet")],
     );
     assert_eq!(got, serde_json::json!([1, 3, 5]));
+}
+
+#[test]
+fn a_cancelled_export_stops_and_leaves_no_manifest() {
+    let rec = recording();
+    let out = tempfile::tempdir().unwrap();
+    let mut opts =
+        exporter::ExportOptions::new(rec.path().to_path_buf(), out.path().to_path_buf(), exporter::Format::Csv);
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    opts.cancel = Some(cancel.clone());
+    let e = exporter::export(&opts, &mut |_| {}).unwrap_err();
+    assert!(matches!(e, exporter::ExportError::Cancelled), "{e}");
+    assert!(!out.path().join("manifest.json").exists(), "an incomplete export must not look complete");
+    // The same options, not cancelled, export everything.
+    cancel.store(false, std::sync::atomic::Ordering::Relaxed);
+    let m = exporter::export(&opts, &mut |_| {}).unwrap();
+    // every decodable message, plus /robot1/blob's, exported undecoded
+    assert_eq!(m.totals.messages, rec.messages.len() as u64 + PER_TOPIC);
+    assert!(out.path().join("manifest.json").exists());
 }
