@@ -50,6 +50,9 @@ pub(crate) struct SegmentFile {
     pub(crate) direct: bool,
     /// Space was preallocated beyond the end of the file (released when sealed).
     pub(crate) preallocated: bool,
+    /// The sealer holds the SHA-256 of the file's bytes `0..n` (fed from the batches' aligned
+    /// copies, so sealing needs no read back); `None` once that chain of bytes is broken.
+    pub(crate) hashed_to: Option<u64>,
 }
 
 /// Block alignment of direct-I/O writes (file offsets, lengths and memory).
@@ -75,7 +78,10 @@ impl SegmentFile {
     ) -> Result<(SegmentFile, [u8; HEADER_LEN])> {
         let path = dir.join(segment_file_name(seq, session));
         let (file, direct) = open_new(&path, mode.direct).map_err(io_err("create segment", &path))?;
-        let preallocated = mode.preallocate > 0 && preallocate(&file, mode.preallocate, &path);
+        // Preallocate only with room to spare: near a full disk, reserved but unused space
+        // would turn into dropped messages sooner.
+        let roomy = || crate::segment_writer::free_bytes(dir).is_ok_and(|free| free / 8 > mode.preallocate);
+        let preallocated = mode.preallocate > 0 && roomy() && preallocate(&file, mode.preallocate, &path);
         let header = SegmentHeader {
             minor_version: MINOR_VERSION,
             flags: 0,
@@ -95,6 +101,7 @@ impl SegmentFile {
                 seal_summary: None,
                 direct,
                 preallocated,
+                hashed_to: direct.then_some(0),
             },
             header.encode(),
         ))

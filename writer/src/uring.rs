@@ -64,9 +64,10 @@ pub(crate) const DIRECT_ALIGN: usize = 4096;
 #[repr(C, align(4096))]
 struct Block([u8; DIRECT_ALIGN]);
 
-/// A block-aligned copy of a chain's bytes, for `O_DIRECT` writes.
+/// A block-aligned copy of a chain's bytes, for `O_DIRECT` writes. Once the chain completed it
+/// is handed to the caller (the sealer hashes segments from it instead of reading them back).
 #[derive(Default)]
-struct AlignedBuf {
+pub(crate) struct AlignedBuf {
     blocks: Vec<Block>,
     len: usize,
 }
@@ -87,6 +88,29 @@ impl AlignedBuf {
 
     fn as_ptr(&self) -> *const u8 {
         self.blocks.as_ptr().cast::<u8>()
+    }
+
+    /// Bytes held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The bytes held, block by block.
+    pub(crate) fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        let len = self.len;
+        self.blocks.iter().enumerate().map_while(move |(i, b)| {
+            let start = i * DIRECT_ALIGN;
+            (start < len).then(|| &b.0[..(len - start).min(DIRECT_ALIGN)])
+        })
+    }
+}
+
+impl std::fmt::Debug for AlignedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlignedBuf")
+            .field("len", &self.len)
+            .field("capacity", &(self.blocks.len() * DIRECT_ALIGN))
+            .finish()
     }
 }
 
@@ -112,6 +136,11 @@ pub(crate) struct ChainResult {
     pub(crate) datasync: i32,
     /// Directory fsync result, if one was requested.
     pub(crate) dirsync: Option<i32>,
+    /// For a direct chain: the aligned copy the kernel wrote from, holding
+    /// `chain.buf[aligned_from..]`. Give it back with [`Ring::recycle`] when done with it.
+    pub(crate) aligned: Option<AlignedBuf>,
+    /// Where the aligned copy starts in `chain.buf`.
+    pub(crate) aligned_from: usize,
 }
 
 struct Pending {
@@ -149,7 +178,7 @@ pub(crate) struct Ring {
 }
 
 /// Aligned buffers kept for reuse.
-const SPARE_ALIGNED: usize = 4;
+const SPARE_ALIGNED: usize = 8;
 
 impl std::fmt::Debug for Ring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -382,21 +411,26 @@ impl Ring {
         out
     }
 
+    /// Takes back an aligned buffer for reuse.
+    pub(crate) fn recycle(&mut self, a: AlignedBuf) {
+        if self.spare_aligned.len() < SPARE_ALIGNED {
+            self.spare_aligned.push(a);
+        }
+    }
+
     /// Hands a chain whose every entry completed back to the caller.
     fn finish(&mut self, id: u64, out: &mut Completions) {
         let Some(mut p) = self.pending.remove(&id) else {
             return;
         };
-        if let Some(a) = p.aligned.take() {
-            if self.spare_aligned.len() < SPARE_ALIGNED {
-                self.spare_aligned.push(a);
-            }
-        }
+        let aligned_from = p.writes.first().map_or(p.chain.from, |w| w.start);
         out.chains.push(ChainResult {
             chain: p.chain,
             writes: p.writes,
             datasync: p.datasync.unwrap_or(-libc::ECANCELED),
             dirsync: p.dirsync,
+            aligned: p.aligned.take(),
+            aligned_from,
         });
     }
 }

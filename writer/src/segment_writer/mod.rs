@@ -42,7 +42,7 @@ use crate::recovery::{self, RecoveryReport};
 use crate::rotation::RotationPolicy;
 use crate::seal::{ManifestWorker, SealJob, SealedSegment};
 use crate::segment_file::{FileFailure, FileMode, OpenSegment, SegmentFile, DIRECT_ALIGN};
-use crate::uring::{Chain, ChainResult, Ring};
+use crate::uring::{AlignedBuf, Chain, ChainResult, Ring};
 use crate::watermark::DurableWatermark;
 
 pub use stall::free_bytes;
@@ -211,6 +211,8 @@ enum Interrupt {
 struct InFlight {
     id: u64,
     batch: Batch,
+    /// The aligned copy of the whole batch a direct chain wrote from (hashed when durable).
+    aligned: Option<AlignedBuf>,
     outcome: Option<Outcome>,
     short_retries: u32,
 }
@@ -856,6 +858,11 @@ impl SegmentWriter {
     }
 
     fn submit(&mut self, mut batch: Batch) -> Result<()> {
+        // Hashed aligned buffers back to the ring first, so it reuses them instead of
+        // allocating (and page-faulting) new ones.
+        for a in self.sealer.returned() {
+            self.ring.recycle(a);
+        }
         let Some(file) = self.files.get_mut(&batch.seq) else {
             // Cannot happen: a batch's file stays until the batch retires.
             error!(segment = batch.seq, "batch without its segment file: holding its messages");
@@ -876,7 +883,7 @@ impl SegmentWriter {
         };
         match self.ring.submit(chain) {
             Ok(()) => {
-                self.in_flight.push_back(InFlight { id, batch, outcome: None, short_retries: 0 });
+                self.in_flight.push_back(InFlight { id, batch, aligned: None, outcome: None, short_retries: 0 });
                 Ok(())
             }
             Err((chain, source)) => {
@@ -905,7 +912,17 @@ impl SegmentWriter {
 
     /// Judges one completed chain (through the fault hook) and records its outcome.
     fn on_chain_done(&mut self, r: ChainResult) {
-        let ChainResult { chain, writes, datasync, dirsync } = r;
+        let ChainResult { chain, writes, datasync, dirsync, aligned, aligned_from } = r;
+        if let Some(a) = aligned {
+            if aligned_from == 0 {
+                if let Some(fl) = self.in_flight.iter_mut().find(|f| f.id == chain.id) {
+                    fl.aligned = Some(a);
+                }
+            } else {
+                // A resumed write's copy covers part of the batch only: not hashed from memory.
+                self.ring.recycle(a);
+            }
+        }
         let Some(idx) = self.in_flight.iter().position(|f| f.id == chain.id) else {
             error!(batch = chain.id, "completion of an unknown batch");
             return;
@@ -1022,6 +1039,26 @@ impl SegmentWriter {
                 break;
             };
             let b = fl.batch;
+            if let Some(f) = self.files.get_mut(&b.seq) {
+                // Feed the batch's bytes to the segment's SHA-256 if they continue it.
+                match fl.aligned {
+                    Some(a) if f.hashed_to == Some(b.file_offset) && a.len() == b.len() => {
+                        match self.sealer.hash(b.seq, a) {
+                            Ok(()) => f.hashed_to = Some(b.file_offset + b.len() as u64),
+                            Err(a) => {
+                                f.hashed_to = None;
+                                self.ring.recycle(a);
+                            }
+                        }
+                    }
+                    other => {
+                        f.hashed_to = None;
+                        if let Some(a) = other {
+                            self.ring.recycle(a);
+                        }
+                    }
+                }
+            }
             for m in &b.messages {
                 self.watermark.durable(&m.header);
             }
@@ -1040,6 +1077,7 @@ impl SegmentWriter {
                         path: f.path.clone(),
                         size: f.durable_len,
                         summary: f.seal_summary.clone().unwrap_or_default(),
+                        prehashed: f.hashed_to == Some(f.durable_len),
                     };
                     if let Err(e) = self.sealer.submit(job.clone()) {
                         error!(error = %e, "manifest worker unavailable: retrying later");
@@ -1061,6 +1099,9 @@ impl SegmentWriter {
     // ----- sealing -----
 
     fn collect_seals(&mut self) {
+        for a in self.sealer.returned() {
+            self.ring.recycle(a);
+        }
         for outcome in self.sealer.try_results() {
             self.on_seal_outcome(outcome);
         }
