@@ -11,10 +11,10 @@
 //! read; the table is then written in chunks of [`CHUNK_ROWS`] rows. Align the topics you train
 //! on (typically the numeric, low-rate ones), not whole camera streams.
 //!
-//! Layout: `aligned.parquet` with a `time_ns` column (the tick) and one struct column per topic
-//! (`robot1__imu`) holding `receive_time_ns`, `publish_time_ns`, `sequence` and the message's
-//! fields; `aligned.csv` with the same values flattened to dotted columns
-//! (`robot1__imu.linear_acceleration.x`).
+//! Layout (Parquet and CSV alike): a `time_ns` column (the tick), then per topic its
+//! `receive_time_ns`, `publish_time_ns`, `sequence` and message fields, flat, named by their
+//! dotted path under the topic's column name (`robot1__imu.linear_acceleration.x`): one row is
+//! one sample, one column one feature. Arrays stay Arrow lists (CSV: JSON arrays).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{Schema, SchemaRef};
+use arrow_schema::{Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 
 use crate::column::{Batch, Column};
@@ -184,16 +184,15 @@ impl Source {
     }
 }
 
-/// The output table: a virtual plan over every topic, its column tree, and the writer.
+/// The output table: the column tree of a virtual plan over every topic, and the writer.
 struct Table {
-    root: StructNode,
     data: Column,
     writer: TableOut,
     path: PathBuf,
 }
 
 enum TableOut {
-    Parquet { schema: SchemaRef, writer: Box<ArrowWriter<BufWriter<File>>>, limits: Limits },
+    Parquet { schema: SchemaRef, leaves: Vec<Leaf>, writer: Box<ArrowWriter<BufWriter<File>>>, limits: Limits },
     Csv { out: BufWriter<File>, leaves: Vec<Leaf>, line: String },
 }
 
@@ -237,15 +236,22 @@ impl Table {
             _ => {
                 let mut md = HashMap::new();
                 md.insert("fleetrec.alignment".to_string(), meta);
-                let arrow_fields = crate::format::arrow::struct_fields(&root.fields);
+                // Flat: one column per leaf, named by its dotted path, so a row is one sample
+                // and pandas/polars/DuckDB see plain columns (lists stay lists).
+                let mut ls = Vec::new();
+                leaves(&root.fields, "", &mut Vec::new(), &mut ls);
+                let arrow_fields: Vec<Field> = ls
+                    .iter()
+                    .map(|l| Field::new(l.name.clone(), crate::format::arrow::data_type(&l.node), false))
+                    .collect();
                 let schema: SchemaRef = Arc::new(Schema::new_with_metadata(arrow_fields, md));
                 let props = crate::format::parquet::writer_properties(&schema, limits).map_err(|e| err(&e))?;
                 let file = create_file(&path)?;
                 let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| err(&e))?;
-                TableOut::Parquet { schema, writer: Box::new(writer), limits }
+                TableOut::Parquet { schema, leaves: ls, writer: Box::new(writer), limits }
             }
         };
-        Ok(Table { root, data, writer, path })
+        Ok(Table { data, writer, path })
     }
 
     /// Appends one row: the tick and, per source, the message at `rows[i]` of its batch.
@@ -283,13 +289,17 @@ impl Table {
         }
         let data = self.data.take();
         match &mut self.writer {
-            TableOut::Parquet { schema, writer, limits } => {
+            TableOut::Parquet { schema, leaves, writer, limits } => {
                 let err = |e: &dyn std::fmt::Display| write_err(Format::Parquet, &self.path, e);
-                let Column::Struct(cols) = data else { return Err(err(&"aligned data is not a struct")) };
+                let mut cols = Vec::with_capacity(leaves.len());
+                flatten_struct(data, &mut cols);
+                if cols.len() != leaves.len() {
+                    return Err(err(&"aligned columns do not match their leaves"));
+                }
                 let arrays: Vec<ArrayRef> = cols
                     .into_iter()
-                    .zip(&self.root.fields)
-                    .map(|(c, (_, n))| crate::format::arrow::array(c, n))
+                    .zip(leaves.iter())
+                    .map(|(c, l)| crate::format::arrow::array(c, &l.node))
                     .collect::<std::result::Result<_, _>>()
                     .map_err(|e| err(&e))?;
                 let rb = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| err(&e))?;
@@ -339,6 +349,21 @@ impl Table {
         };
         file.sync_all().map_err(io_err("fsync", &path))?;
         Ok(path)
+    }
+}
+
+/// The leaves of a struct column, in [`leaves`] order (nested structs opened, arrays kept).
+fn flatten_struct(col: Column, out: &mut Vec<Column>) {
+    match col {
+        Column::Struct(children) => {
+            for c in children {
+                match c {
+                    Column::Struct(_) => flatten_struct(c, out),
+                    other => out.push(other),
+                }
+            }
+        }
+        other => out.push(other),
     }
 }
 

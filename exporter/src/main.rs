@@ -40,10 +40,11 @@ message of it) or a fixed --rate grid (from --start, else the first message, to 
 last). At each tick every topic contributes its latest message received AT OR BEFORE the tick
 (as-of join; never a later message). A tick where a topic has no message yet (missing) or only one
 older than --max-age (stale) is dropped; drops are counted per reason and per topic in
-manifest.json (`alignment`), with the policy and the tolerance. Columns: `time_ns` (the tick),
-then per topic a struct named after it (`/robot1/imu` -> `robot1__imu`) with receive_time_ns,
-publish_time_ns, sequence and the message fields; in CSV the same as dotted columns
-(`robot1__imu.linear_acceleration.x`). The aligned topics are held decoded in memory.
+manifest.json (`alignment`), with the policy and the tolerance. Columns, flat (one row = one
+sample): `time_ns` (the tick), then per topic, under its name (`/robot1/imu` -> `robot1__imu`),
+receive_time_ns, publish_time_ns, sequence and every message field by its dotted path
+(`robot1__imu.linear_acceleration.x`); arrays stay lists (CSV: JSON arrays). The aligned topics
+are held decoded in memory.
 
 Times (--start/--end, inclusive, on the receive time): ns since the epoch (1700000000000000000),
 seconds with `s` (1700000000.25s), or RFC 3339 (2023-11-14T22:13:20Z).

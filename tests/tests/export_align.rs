@@ -114,7 +114,10 @@ fn read_parquet(path: &Path) -> Json {
         &format!(
             "{EXACT}import pyarrow.parquet as pq\n\
              t = pq.read_table(sys.argv[1])\n\
+             import pandas as pd\n\
+             d = pd.read_parquet(sys.argv[1])\n\
              print(json.dumps({{'names': t.column_names, 'meta': t.schema.metadata[b'fleetrec.alignment'].decode(),\n\
+                                'dtypes': {{n: str(d[n].dtype) for n in d.columns}},\n\
                                 'cols': {{n: exact(t.column(n).to_pylist()) for n in t.column_names}}}}))"
         ),
         &[path],
@@ -145,9 +148,13 @@ fn check_rows(table: &Json, msgs: &[Expected], topics: &[&str], ticks: &[u64], m
             let i = want_ticks.len();
             want_ticks.push(tick);
             for (t, m) in topics.iter().zip(row) {
-                let col = exporter::align::column_name(t);
-                let got = &table["cols"][&col][i];
-                assert_json_eq(got, &export_support::row(m), &format!("tick {tick} {col}"));
+                // Flat columns: the topic's row under its name, by dotted path.
+                let mut want = serde_json::Map::new();
+                flatten(&export_support::row(m), &exporter::align::column_name(t), &mut want);
+                for (k, v) in &want {
+                    assert!(table["cols"].get(k).is_some(), "column {k} missing");
+                    assert_json_eq(&table["cols"][k][i], v, &format!("tick {tick} {k}"));
+                }
                 assert!(m.receive_ns <= tick, "a later message was used");
             }
         }
@@ -188,7 +195,39 @@ fn aligned_on_a_reference_topic_takes_the_latest_message_at_or_before_each_tick(
     assert!(m.topics.iter().all(|t| t.robot == "robot1" && t.files == ["aligned.parquet"]));
 
     let table = read_parquet(&out.path().join("aligned.parquet"));
-    assert_eq!(table["names"], json!(["time_ns", "robot1__scan", "robot1__imu", "robot1__pose"]));
+    let names: Vec<&str> = table["names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    assert_eq!(
+        names[..5],
+        [
+            "time_ns",
+            "robot1__scan.receive_time_ns",
+            "robot1__scan.publish_time_ns",
+            "robot1__scan.sequence",
+            "robot1__scan.header.stamp.sec"
+        ]
+    );
+    // Every column is a leaf of one topic (or the tick), each topic's leaves together in order.
+    let mut want_names = vec!["time_ns".to_string()];
+    for t in [SCAN, IMU, POSE] {
+        let m = msgs.iter().find(|m| m.topic == t).unwrap();
+        let mut flat = serde_json::Map::new();
+        flatten(&export_support::row(m), &exporter::align::column_name(t), &mut flat);
+        let mut keys: Vec<String> = flat.keys().cloned().collect();
+        keys.sort();
+        let mut got: Vec<String> = names
+            .iter()
+            .filter(|n| n.starts_with(&format!("{}.", exporter::align::column_name(t))))
+            .map(|n| n.to_string())
+            .collect();
+        got.sort();
+        assert_eq!(got, keys, "{t}");
+        want_names.extend(keys);
+    }
+    assert_eq!(names.len(), want_names.len());
+    // pandas sees plain typed columns, no nested objects to unpack.
+    assert_eq!(table["dtypes"]["robot1__imu.linear_acceleration.x"], "float64");
+    assert_eq!(table["dtypes"]["robot1__pose.sequence"], "uint64");
+    assert_eq!(table["dtypes"]["robot1__scan.header.frame_id"], "str");
     assert!(table["meta"].as_str().unwrap().contains("asof_backward"));
     let ticks: Vec<u64> = (1..=10).map(|k| BASE_NS + k * 100 * MS).collect();
     let rows = check_rows(&table, &msgs, &[SCAN, IMU, POSE], &ticks, 100 * MS);
@@ -196,10 +235,10 @@ fn aligned_on_a_reference_topic_takes_the_latest_message_at_or_before_each_tick(
     // Spelled out: at 800 ms the pose is the one of 760 ms (sequence 3), not the one 1 ns later;
     // at 300 ms the imu received exactly at the tick is used.
     assert_eq!(table["cols"]["time_ns"][1], json!(BASE_NS + 800 * MS));
-    assert_eq!(table["cols"]["robot1__pose"][1]["sequence"], json!(3));
-    assert_eq!(table["cols"]["robot1__pose"][1]["receive_time_ns"], json!(BASE_NS + 760 * MS));
-    assert_eq!(table["cols"]["robot1__imu"][0]["receive_time_ns"], json!(BASE_NS + 300 * MS));
-    assert_eq!(table["cols"]["robot1__scan"][0]["sequence"], json!(3));
+    assert_eq!(table["cols"]["robot1__pose.sequence"][1], json!(3));
+    assert_eq!(table["cols"]["robot1__pose.receive_time_ns"][1], json!(BASE_NS + 760 * MS));
+    assert_eq!(table["cols"]["robot1__imu.receive_time_ns"][0], json!(BASE_NS + 300 * MS));
+    assert_eq!(table["cols"]["robot1__scan.sequence"][0], json!(3));
 }
 
 #[test]
