@@ -63,6 +63,9 @@ pub struct ExportOptions {
     pub limits: Limits,
     /// Write one time-aligned table over these topics instead of a table per topic.
     pub align: Option<AlignSpec>,
+    /// Most bytes the aligned topics may hold decoded in memory; beyond it the export fails
+    /// with a clear error. Default 2 GiB.
+    pub align_max_bytes: u64,
     /// Set to true to stop the export early ([`ExportError::Cancelled`]); checked between
     /// batches of records. The output folder is then left without `manifest.json`.
     pub cancel: Option<Arc<AtomicBool>>,
@@ -84,6 +87,7 @@ impl ExportOptions {
             batch_bytes: 8 << 20,
             limits: Limits { row_group_rows: 1 << 20, row_group_bytes: 128 << 20 },
             align: None,
+            align_max_bytes: 2 << 30,
             cancel: None,
         }
     }
@@ -137,6 +141,8 @@ struct Exporter<'a> {
     files: Vec<PathBuf>,
     /// Reused for every segment read.
     read_buf: Vec<u8>,
+    /// `--align`: bytes held for the join so far.
+    align_held: u64,
 }
 
 /// Exports a recording; returns the manifest (also written as `manifest.json`).
@@ -180,6 +186,7 @@ pub fn export(opts: &ExportOptions, progress: &mut dyn FnMut(&Progress)) -> Resu
         totals: Totals::default(),
         files: Vec::new(),
         read_buf: Vec::new(),
+        align_held: 0,
     };
     let mut p = Progress {
         segments_total: to_read.len() as u64,
@@ -450,8 +457,23 @@ impl Exporter<'_> {
             }
         }
         self.totals.messages += 1;
-        // Aligned topics are held whole for the join (see `align`).
-        if !aligned && (s.batch.rows() >= self.opts.batch_rows || s.batch.heap_bytes() >= self.opts.batch_bytes) {
+        if aligned {
+            // Aligned topics are held whole for the join (see `align`): bounded by a limit that
+            // fails cleanly instead of exhausting memory. Decoded size ~ payload + time columns.
+            self.align_held += payload.len() as u64 + 24;
+            if self.align_held > self.opts.align_max_bytes {
+                return Err(ExportError::BadOption {
+                    option: "--align-max-mb",
+                    reason: format!(
+                        "the aligned topics exceed {} MiB decoded (at {} of topic {}): narrow the time range \
+                         (--start/--end), align fewer or smaller topics, or raise --align-max-mb",
+                        self.opts.align_max_bytes >> 20,
+                        h.receive_time_ns,
+                        s.info.name
+                    ),
+                });
+            }
+        } else if s.batch.rows() >= self.opts.batch_rows || s.batch.heap_bytes() >= self.opts.batch_bytes {
             flush(s)?;
         }
         Ok(())

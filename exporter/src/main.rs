@@ -151,6 +151,10 @@ struct ExportArgs {
     /// tick stale (dropped). A number with ns, us, ms or s (100ms, 0.5s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "align")]
     max_age: Option<u64>,
+    /// Alignment memory limit: the aligned topics are held decoded in memory; beyond this many
+    /// megabytes the export stops with an error (narrow --start/--end).
+    #[arg(long, value_name = "MB", default_value_t = 2048, requires = "align")]
+    align_max_mb: u64,
     /// Do not draw a progress bar.
     #[arg(long)]
     quiet: bool,
@@ -241,6 +245,7 @@ fn run_export(a: ExportArgs) -> anyhow::Result<()> {
         let max_age_ns =
             a.max_age.ok_or_else(|| bad("--max-age", "--align needs a tolerance, e.g. --max-age 100ms"))?;
         opts.align = Some(AlignSpec { topics: a.align, reference, max_age_ns });
+        opts.align_max_bytes = a.align_max_mb.saturating_mul(1 << 20);
     }
     let bar = if a.quiet {
         indicatif::ProgressBar::hidden()

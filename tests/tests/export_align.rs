@@ -319,12 +319,17 @@ fn align_errors_are_clear_and_exit_2() {
     let rec = tempfile::tempdir().unwrap();
     align_recording(rec.path());
     let out = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["--format", "npy", "--align", IMU, "--rate", "10", "--max-age", "10ms"], "parquet or csv"),
         (&["--format", "parquet", "--align", IMU, "--rate", "10"], "--max-age"),
         (&["--format", "parquet", "--align", IMU, "--max-age", "10ms"], "--on TOPIC or --rate HZ"),
         (&["--format", "parquet", "--align", "/robot1/nope", "--on", SCAN, "--max-age", "10ms"], "/robot1/imu"),
         (&["--format", "parquet", "--align", IMU, "--rate", "10", "--max-age", "10"], "not a duration"),
+        // The memory the join may hold is bounded: past it, a clean error instead of an OOM.
+        (
+            &["--format", "parquet", "--align", IMU, "--rate", "10", "--max-age", "10ms", "--align-max-mb", "0"],
+            "--align-max-mb",
+        ),
     ];
     for (args, needle) in cases {
         let o = Command::new(exporter_bin())
