@@ -130,7 +130,7 @@ pub fn column_name(topic: &str) -> String {
     }
 }
 
-/// One aligned topic's decoded messages.
+/// One aligned topic's decoded messages (the in-memory form, [`write_aligned`]).
 #[derive(Debug)]
 pub struct AlignInput {
     /// Topic name.
@@ -152,43 +152,207 @@ pub struct Window {
     pub end_ns: Option<u64>,
 }
 
+/// One aligned topic's receive times, without values: the first pass of an export.
+#[derive(Debug, Clone, Default)]
+pub struct TopicTimes {
+    /// Topic name.
+    pub topic: String,
+    /// Robot name.
+    pub robot: String,
+    /// `(receive time, ordinal)` of every decodable selected message, in recording order; the
+    /// ordinal numbers the topic's selected messages in recording order.
+    pub times: Vec<(u64, u64)>,
+}
+
+/// The join, decided on times alone: which message of each topic goes into each row.
+#[derive(Debug, Clone, Default)]
+pub struct JoinPlan {
+    /// The tick of each row written.
+    pub ticks: Vec<u64>,
+    /// Per topic (in column order), the ordinal of the message of each row.
+    pub picks: Vec<Vec<u64>>,
+    /// Policy, tolerance, counts (`file` not set yet).
+    pub alignment: Alignment,
+}
+
+impl JoinPlan {
+    /// Per topic, the sorted distinct ordinals some row uses (the messages to decode).
+    pub fn needed(&self) -> Vec<Vec<u64>> {
+        self.picks
+            .iter()
+            .map(|p| {
+                let mut v = p.clone();
+                v.sort_unstable();
+                v.dedup();
+                v
+            })
+            .collect()
+    }
+
+    /// Per topic, `suffix_min[r]` = the smallest ordinal rows `r..` use (`u64::MAX` past the end):
+    /// messages below it are no longer needed once rows `..r` are written.
+    pub fn suffix_min(&self) -> Vec<Vec<u64>> {
+        self.picks
+            .iter()
+            .map(|p| {
+                let mut out = vec![u64::MAX; p.len() + 1];
+                for r in (0..p.len()).rev() {
+                    out[r] = out[r + 1].min(p[r]);
+                }
+                out
+            })
+            .collect()
+    }
+}
+
 /// One topic during the join: its messages in time order and a cursor.
-struct Source {
-    input: AlignInput,
-    /// Receive times in ascending order.
-    times: Vec<u64>,
-    /// Row in `input.batch` of each entry of `times`.
-    rows: Vec<usize>,
-    /// Entries of `times` at or before the current tick.
+struct Source<'a> {
+    /// `(receive time, ordinal)` in ascending time (stable: recording order among equal times).
+    sorted: Vec<(u64, u64)>,
+    /// Entries of `sorted` at or before the current tick.
     seen: usize,
+    topic: &'a TopicTimes,
     missing: u64,
     stale: u64,
 }
 
-impl Source {
-    fn new(input: AlignInput) -> Source {
-        let t = &input.batch.receive_time_ns;
-        let mut rows: Vec<usize> = (0..t.len()).collect();
+impl<'a> Source<'a> {
+    fn new(topic: &'a TopicTimes) -> Source<'a> {
+        let mut sorted = topic.times.clone();
         // Stable: messages with equal times keep their recording order, the last one wins.
-        rows.sort_by_key(|&r| t[r]);
-        let times = rows.iter().map(|&r| t[r]).collect();
-        Source { input, times, rows, seen: 0, missing: 0, stale: 0 }
+        sorted.sort_by_key(|(t, _)| *t);
+        Source { sorted, seen: 0, topic, missing: 0, stale: 0 }
     }
 
-    /// Row of the latest message at or before `tick` (ticks come in ascending order).
-    fn at_or_before(&mut self, tick: u64) -> Option<usize> {
-        while self.seen < self.times.len() && self.times[self.seen] <= tick {
+    /// `(time, ordinal)` of the latest message at or before `tick` (ticks come in ascending order).
+    fn at_or_before(&mut self, tick: u64) -> Option<(u64, u64)> {
+        while self.seen < self.sorted.len() && self.sorted[self.seen].0 <= tick {
             self.seen += 1;
         }
-        self.seen.checked_sub(1).map(|i| self.rows[i])
+        self.seen.checked_sub(1).map(|i| self.sorted[i])
     }
 }
 
-/// The output table: the column tree of a virtual plan over every topic, and the writer.
-struct Table {
+const DESCRIPTION: &str = "as-of join on receive time: at each tick, every topic's latest message received at or \
+     before the tick (never a later one); a tick where a topic has no such message (missing) or only one older than \
+     max_age_ns (stale) is dropped and counted";
+
+/// Decides the join from the topics' times (one per topic of [`AlignSpec::columns`], in that
+/// order): the ticks, which rows are kept, and which message of each topic each row takes.
+pub fn plan_join(spec: &AlignSpec, window: Window, topics: &[TopicTimes]) -> Result<JoinPlan> {
+    let mut sources: Vec<Source<'_>> = topics.iter().map(Source::new).collect();
+    let mut a = Alignment {
+        policy: "asof_backward".into(),
+        description: DESCRIPTION.into(),
+        clock: "receive_time_ns".into(),
+        max_age_ns: spec.max_age_ns,
+        ..Alignment::default()
+    };
+    // The ticks: the reference topic's messages, or a grid.
+    let grid: Box<dyn Iterator<Item = (u64, Option<u64>)>> = match &spec.reference {
+        Reference::Topic(t) => {
+            a.reference = "topic".into();
+            a.reference_topic = Some(t.clone());
+            let r = sources.first().filter(|s| &s.topic.topic == t).ok_or_else(|| ExportError::BadOption {
+                option: "--on",
+                reason: format!("reference topic {t} is not the first aligned input"),
+            })?;
+            let pairs: Vec<(u64, Option<u64>)> = r.sorted.iter().map(|(t, o)| (*t, Some(*o))).collect();
+            Box::new(pairs.into_iter())
+        }
+        Reference::Rate(hz) => {
+            let period = spec.period_ns().unwrap_or(1);
+            a.reference = "rate".into();
+            a.rate_hz = Some(*hz);
+            a.period_ns = Some(period);
+            let first = sources.iter().filter_map(|s| s.sorted.first().map(|x| x.0)).min();
+            let last = sources.iter().filter_map(|s| s.sorted.last().map(|x| x.0)).max();
+            match (window.start_ns.or(first), window.end_ns.or(last)) {
+                (Some(start), Some(end)) if start <= end => {
+                    let n = (end - start) / period + 1;
+                    if n > MAX_TICKS {
+                        return Err(ExportError::BadOption {
+                            option: "--rate",
+                            reason: format!("{n} ticks between {start} and {end}: more than {MAX_TICKS}"),
+                        });
+                    }
+                    Box::new((0..n).map(move |k| (start + k * period, None)))
+                }
+                _ => Box::new(std::iter::empty()),
+            }
+        }
+    };
+    let reference_is_first = matches!(spec.reference, Reference::Topic(_));
+    let mut plan = JoinPlan { picks: vec![Vec::new(); sources.len()], ..JoinPlan::default() };
+    let mut row = vec![0u64; sources.len()];
+    for (tick, own) in grid {
+        a.ticks += 1;
+        if a.ticks == 1 {
+            a.first_tick_ns = tick;
+        }
+        a.last_tick_ns = tick;
+        let (mut missing, mut stale) = (false, false);
+        for (i, s) in sources.iter_mut().enumerate() {
+            let found = match own {
+                // The reference topic's row is the tick's own message (age 0).
+                Some(o) if i == 0 && reference_is_first => {
+                    s.at_or_before(tick);
+                    Some((tick, o))
+                }
+                _ => s.at_or_before(tick),
+            };
+            match found {
+                None => {
+                    s.missing += 1;
+                    missing = true;
+                }
+                Some((t, _)) if tick - t > spec.max_age_ns => {
+                    s.stale += 1;
+                    stale = true;
+                }
+                Some((_, o)) => row[i] = o,
+            }
+        }
+        if missing {
+            a.dropped_missing += 1;
+        } else if stale {
+            a.dropped_stale += 1;
+        } else {
+            plan.ticks.push(tick);
+            for (p, o) in plan.picks.iter_mut().zip(&row) {
+                p.push(*o);
+            }
+            a.rows += 1;
+        }
+    }
+    a.dropped_rows = a.dropped_missing + a.dropped_stale;
+    a.topics = sources
+        .iter()
+        .map(|s| AlignedTopic {
+            topic: s.topic.topic.clone(),
+            robot: s.topic.robot.clone(),
+            column: column_name(&s.topic.topic),
+            messages: s.sorted.len() as u64,
+            missing: s.missing,
+            stale: s.stale,
+        })
+        .collect();
+    plan.alignment = a;
+    Ok(plan)
+}
+
+/// The aligned table being written: the column tree of a virtual plan over every topic, and
+/// the writer. Rows are appended one by one and written in chunks of [`CHUNK_ROWS`].
+pub struct AlignedTable {
     data: Column,
     writer: TableOut,
     path: PathBuf,
+}
+
+impl std::fmt::Debug for AlignedTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlignedTable").field("path", &self.path).finish()
+    }
 }
 
 enum TableOut {
@@ -207,20 +371,27 @@ fn topic_node(plan: &Plan) -> Node {
     Node::Struct(Arc::new(StructNode { type_name: plan.root.type_name.clone(), fields }))
 }
 
-impl Table {
-    fn create(out_dir: &Path, format: Format, limits: Limits, sources: &[Source], meta: String) -> Result<Table> {
+impl AlignedTable {
+    /// Creates `aligned.<format>` in `out_dir` for these topics (name and plan, column order).
+    pub fn create(
+        out_dir: &Path,
+        format: Format,
+        limits: Limits,
+        topics: &[(&str, &Plan)],
+        alignment: &Alignment,
+    ) -> Result<AlignedTable> {
         let mut fields = vec![(TIME_COLUMN.to_string(), Node::Prim(Primitive::U64))];
-        for s in sources {
-            fields.push((column_name(&s.input.topic), topic_node(&s.input.plan)));
+        for (topic, plan) in topics {
+            fields.push((column_name(topic), topic_node(plan)));
         }
         let root = StructNode { type_name: "fleetrec/aligned".into(), fields };
         let data = Column::for_struct(&root);
         let path = out_dir.join(format!("{FILE_STEM}{}", format.suffix()));
         let err = |e: &dyn std::fmt::Display| write_err(format, &path, e);
+        let mut ls = Vec::new();
+        leaves(&root.fields, "", &mut Vec::new(), &mut ls);
         let writer = match format {
             Format::Csv => {
-                let mut ls = Vec::new();
-                leaves(&root.fields, "", &mut Vec::new(), &mut ls);
                 let mut out = create_file(&path)?;
                 let mut header = String::new();
                 for (i, l) in ls.iter().enumerate() {
@@ -234,12 +405,15 @@ impl Table {
                 TableOut::Csv { out, leaves: ls, line: String::new() }
             }
             _ => {
+                let meta = serde_json::json!({
+                    "policy": alignment.policy, "clock": alignment.clock, "reference": alignment.reference,
+                    "reference_topic": alignment.reference_topic, "rate_hz": alignment.rate_hz,
+                    "max_age_ns": alignment.max_age_ns,
+                });
                 let mut md = HashMap::new();
-                md.insert("fleetrec.alignment".to_string(), meta);
+                md.insert("fleetrec.alignment".to_string(), meta.to_string());
                 // Flat: one column per leaf, named by its dotted path, so a row is one sample
                 // and pandas/polars/DuckDB see plain columns (lists stay lists).
-                let mut ls = Vec::new();
-                leaves(&root.fields, "", &mut Vec::new(), &mut ls);
                 let arrow_fields: Vec<Field> = ls
                     .iter()
                     .map(|l| Field::new(l.name.clone(), crate::format::arrow::data_type(&l.node), false))
@@ -251,19 +425,21 @@ impl Table {
                 TableOut::Parquet { schema, leaves: ls, writer: Box::new(writer), limits }
             }
         };
-        Ok(Table { data, writer, path })
+        Ok(AlignedTable { data, writer, path })
     }
 
-    /// Appends one row: the tick and, per source, the message at `rows[i]` of its batch.
-    fn push(&mut self, tick: u64, sources: &[Source], rows: &[usize]) -> Result<()> {
+    /// Appends one row: the tick and, per topic (column order), row `.1` of batch `.0`.
+    pub fn push(&mut self, tick: u64, sources: &[(&Batch, usize)]) -> Result<()> {
         let shape_err = self.shape_err();
         let Column::Struct(cols) = &mut self.data else { return Err(shape_err) };
-        let mut ok = push_u64(cols.first_mut(), tick);
-        for ((s, &row), col) in sources.iter().zip(rows).zip(cols.iter_mut().skip(1)) {
-            let b = &s.input.batch;
+        let mut ok = push_u64(cols.first_mut(), tick) && cols.len() == sources.len() + 1;
+        for (&(b, row), col) in sources.iter().zip(cols.iter_mut().skip(1)) {
             let (Column::Struct(parts), Column::Struct(msg)) = (col, &b.data) else { return Err(shape_err) };
             for (i, v) in [&b.receive_time_ns, &b.publish_time_ns, &b.sequence].into_iter().enumerate() {
-                ok &= push_u64(parts.get_mut(i), v.get(row).copied().unwrap_or_default());
+                ok &= match v.get(row) {
+                    Some(x) => push_u64(parts.get_mut(i), *x),
+                    None => false,
+                };
             }
             for (d, src) in parts.iter_mut().skip(3).zip(msg) {
                 ok &= d.extend_from(src, row, 1);
@@ -332,7 +508,8 @@ impl Table {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<PathBuf> {
+    /// Writes what is left and completes the file; returns its path.
+    pub fn finish(mut self) -> Result<PathBuf> {
         self.flush()?;
         let path = self.path;
         let file = match self.writer {
@@ -386,12 +563,9 @@ fn write_err(format: Format, path: &Path, e: &dyn std::fmt::Display) -> ExportEr
     }
 }
 
-const DESCRIPTION: &str = "as-of join on receive time: at each tick, every topic's latest message received at or \
-     before the tick (never a later one); a tick where a topic has no such message (missing) or only one older than \
-     max_age_ns (stale) is dropped and counted";
-
-/// Joins the inputs (one per topic of [`AlignSpec::columns`], in that order) and writes the
-/// aligned table into `out_dir`. Returns the manifest's alignment entry and the file.
+/// Joins in-memory inputs (one per topic of [`AlignSpec::columns`], in that order) and writes
+/// the aligned table into `out_dir` (tests and small tools; the export streams, see
+/// `export.rs`). Returns the manifest's alignment entry and the file.
 pub fn write_aligned(
     spec: &AlignSpec,
     format: Format,
@@ -400,107 +574,25 @@ pub fn write_aligned(
     window: Window,
     inputs: Vec<AlignInput>,
 ) -> Result<(Alignment, PathBuf)> {
-    let mut sources: Vec<Source> = inputs.into_iter().map(Source::new).collect();
-    let mut a = Alignment {
-        policy: "asof_backward".into(),
-        description: DESCRIPTION.into(),
-        clock: "receive_time_ns".into(),
-        max_age_ns: spec.max_age_ns,
-        ..Alignment::default()
-    };
-    // The tick source: the reference topic's times, or a grid.
-    let grid: Box<dyn Iterator<Item = (u64, Option<usize>)>> = match &spec.reference {
-        Reference::Topic(t) => {
-            a.reference = "topic".into();
-            a.reference_topic = Some(t.clone());
-            let r = sources.first().filter(|s| &s.input.topic == t).ok_or_else(|| ExportError::BadOption {
-                option: "--on",
-                reason: format!("reference topic {t} is not the first aligned input"),
-            })?;
-            let pairs: Vec<(u64, Option<usize>)> = r.times.iter().zip(&r.rows).map(|(t, r)| (*t, Some(*r))).collect();
-            Box::new(pairs.into_iter())
-        }
-        Reference::Rate(hz) => {
-            let period = spec.period_ns().unwrap_or(1);
-            a.reference = "rate".into();
-            a.rate_hz = Some(*hz);
-            a.period_ns = Some(period);
-            let first = sources.iter().filter_map(|s| s.times.first().copied()).min();
-            let last = sources.iter().filter_map(|s| s.times.last().copied()).max();
-            match (window.start_ns.or(first), window.end_ns.or(last)) {
-                (Some(start), Some(end)) if start <= end => {
-                    let n = (end - start) / period + 1;
-                    if n > MAX_TICKS {
-                        return Err(ExportError::BadOption {
-                            option: "--rate",
-                            reason: format!("{n} ticks between {start} and {end}: more than {MAX_TICKS}"),
-                        });
-                    }
-                    Box::new((0..n).map(move |k| (start + k * period, None)))
-                }
-                _ => Box::new(std::iter::empty()),
-            }
-        }
-    };
-    let meta = serde_json::json!({
-        "policy": a.policy, "clock": a.clock, "reference": a.reference, "reference_topic": a.reference_topic,
-        "rate_hz": a.rate_hz, "max_age_ns": a.max_age_ns,
-    })
-    .to_string();
-    let mut table = Table::create(out_dir, format, limits, &sources, meta)?;
-    let reference_is_first = matches!(spec.reference, Reference::Topic(_));
-    let mut rows = vec![0usize; sources.len()];
-    for (tick, own_row) in grid {
-        a.ticks += 1;
-        if a.ticks == 1 {
-            a.first_tick_ns = tick;
-        }
-        a.last_tick_ns = tick;
-        let (mut missing, mut stale) = (false, false);
-        for (i, s) in sources.iter_mut().enumerate() {
-            let found = match own_row {
-                // The reference topic's row is the tick's own message (age 0).
-                Some(r) if i == 0 && reference_is_first => {
-                    s.at_or_before(tick);
-                    Some(r)
-                }
-                _ => s.at_or_before(tick),
-            };
-            match found {
-                None => {
-                    s.missing += 1;
-                    missing = true;
-                }
-                Some(r) if tick - s.input.batch.receive_time_ns[r] > spec.max_age_ns => {
-                    s.stale += 1;
-                    stale = true;
-                }
-                Some(r) => rows[i] = r,
-            }
-        }
-        if missing {
-            a.dropped_missing += 1;
-        } else if stale {
-            a.dropped_stale += 1;
-        } else {
-            table.push(tick, &sources, &rows)?;
-            a.rows += 1;
-        }
-    }
-    a.dropped_rows = a.dropped_missing + a.dropped_stale;
-    let path = table.finish()?;
-    a.file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    a.topics = sources
+    let times: Vec<TopicTimes> = inputs
         .iter()
-        .map(|s| AlignedTopic {
-            topic: s.input.topic.clone(),
-            robot: s.input.robot.clone(),
-            column: column_name(&s.input.topic),
-            messages: s.times.len() as u64,
-            missing: s.missing,
-            stale: s.stale,
+        .map(|i| TopicTimes {
+            topic: i.topic.clone(),
+            robot: i.robot.clone(),
+            times: i.batch.receive_time_ns.iter().enumerate().map(|(o, t)| (*t, o as u64)).collect(),
         })
         .collect();
+    let plan = plan_join(spec, window, &times)?;
+    let topics: Vec<(&str, &Plan)> = inputs.iter().map(|i| (i.topic.as_str(), i.plan.as_ref())).collect();
+    let mut table = AlignedTable::create(out_dir, format, limits, &topics, &plan.alignment)?;
+    for (r, tick) in plan.ticks.iter().enumerate() {
+        let row: Vec<(&Batch, usize)> =
+            inputs.iter().zip(&plan.picks).map(|(i, p)| (&i.batch, p[r] as usize)).collect();
+        table.push(*tick, &row)?;
+    }
+    let path = table.finish()?;
+    let mut a = plan.alignment;
+    a.file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     Ok((a, path))
 }
 

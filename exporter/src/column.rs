@@ -549,6 +549,20 @@ impl Batch {
         }
     }
 
+    /// Appends `len` rows of `src` (a batch of the same plan) starting at row `start`. Returns
+    /// false if the shapes differ or the rows are out of range (then the batch may hold a partial
+    /// row in its data columns: do not use it further).
+    pub fn extend_from(&mut self, src: &Batch, start: usize, len: usize) -> bool {
+        let Some(end) = start.checked_add(len).filter(|e| *e <= src.rows()) else { return false };
+        if !self.data.extend_from(&src.data, start, len) {
+            return false;
+        }
+        self.receive_time_ns.extend_from_slice(&src.receive_time_ns[start..end]);
+        self.publish_time_ns.extend_from_slice(&src.publish_time_ns[start..end]);
+        self.sequence.extend_from_slice(&src.sequence[start..end]);
+        true
+    }
+
     /// Takes the rows out, leaving an empty batch.
     pub fn take(&mut self) -> Batch {
         Batch {
