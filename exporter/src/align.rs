@@ -7,9 +7,12 @@
 //! topic is stale there, if there is none it is missing, and the whole tick is dropped and
 //! counted. The join runs on receive times (`receive_time_ns`), the one clock every record has.
 //!
-//! The aligned topics are held decoded in memory (one [`Batch`] each) while the segments are
-//! read; the table is then written in chunks of [`CHUNK_ROWS`] rows. Align the topics you train
-//! on (typically the numeric, low-rate ones), not whole camera streams.
+//! Memory is bounded whatever the recording's length: the export reads the segments twice. The
+//! first pass keeps only each aligned message's receive time and ordinal (16 bytes), and
+//! [`plan_join`] decides from them which message of each topic goes into each row. The second
+//! pass decodes only those messages and writes rows ([`AlignedTable`]) as soon as every message
+//! they need has been read, dropping the messages no later row uses (`export.rs`). The in-memory
+//! [`write_aligned`] does the same over decoded batches (tests, tools).
 //!
 //! Layout (Parquet and CSV alike): a `time_ns` column (the tick), then per topic its
 //! `receive_time_ns`, `publish_time_ns`, `sequence` and message fields, flat, named by their

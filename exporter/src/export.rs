@@ -19,7 +19,7 @@ use shared::segment::{consts, scan, Record, ScanMode, SegmentManifest, Tail};
 use shared::topic::TopicInfo;
 use tracing::{error, info, warn};
 
-use crate::align::{write_aligned, AlignInput, AlignSpec, Window};
+use crate::align::{plan_join, AlignSpec, AlignedTable, JoinPlan, TopicTimes, Window, CHUNK_ROWS};
 use crate::column::Batch;
 use crate::error::{io_err, ExportError, Result};
 use crate::format::mcap::{McapChannel, McapOutput};
@@ -63,9 +63,12 @@ pub struct ExportOptions {
     pub limits: Limits,
     /// Write one time-aligned table over these topics instead of a table per topic.
     pub align: Option<AlignSpec>,
-    /// Most bytes the aligned topics may hold decoded in memory; beyond it the export fails
-    /// with a clear error. Default 2 GiB.
+    /// Most bytes the join's index of the aligned topics may take (16 bytes per message); beyond
+    /// it the export fails with a clear error. Default 2 GiB.
     pub align_max_bytes: u64,
+    /// `--align`, second pass: rows are written in chunks of this many, as soon as every message
+    /// they need has been read. Default [`CHUNK_ROWS`].
+    pub align_chunk_rows: usize,
     /// Set to true to stop the export early ([`ExportError::Cancelled`]); checked between
     /// batches of records. The output folder is then left without `manifest.json`.
     pub cancel: Option<Arc<AtomicBool>>,
@@ -88,6 +91,7 @@ impl ExportOptions {
             limits: Limits { row_group_rows: 1 << 20, row_group_bytes: 128 << 20 },
             align: None,
             align_max_bytes: 2 << 30,
+            align_chunk_rows: CHUNK_ROWS,
             cancel: None,
         }
     }
@@ -141,8 +145,48 @@ struct Exporter<'a> {
     files: Vec<PathBuf>,
     /// Reused for every segment read.
     read_buf: Vec<u8>,
-    /// `--align`: bytes held for the join so far.
-    align_held: u64,
+    /// `--align`: the two passes' state.
+    align: Option<AlignRun>,
+    /// Second pass of `--align`: logs of the first pass are not repeated.
+    quiet: bool,
+}
+
+/// `--align` runs in two passes over the segments. The first decodes every selected message of
+/// the aligned topics (to count and skip the ones that do not decode) but keeps only its receive
+/// time and ordinal; the join is planned on these ([`plan_join`]). The second decodes only the
+/// messages some row uses and writes rows as soon as every message they need has been read, so
+/// memory holds the times (16 bytes per message) and a window of rows, whatever the length of
+/// the recording.
+#[derive(Default)]
+struct AlignRun {
+    /// Per topic id: selected messages seen in this pass (the next ordinal).
+    ordinals: HashMap<u32, u64>,
+    /// First pass: per topic id, `(receive time, ordinal)` of every decodable message.
+    times: HashMap<u32, Vec<(u64, u64)>>,
+    /// Bytes held by `times`.
+    held_bytes: u64,
+    /// Second pass.
+    values: Option<ValuesPass>,
+    /// The first pass's streams and totals (the manifest reports them, not the second pass's).
+    pass1: Option<(HashMap<u32, Stream>, Totals)>,
+}
+
+struct ValuesPass {
+    /// Topic id of each column.
+    ids: Vec<u32>,
+    /// Column of each topic id.
+    column_of: HashMap<u32, usize>,
+    plans: Vec<Arc<Plan>>,
+    /// Per column, the sorted ordinals some row uses, and the next one to meet.
+    needed: Vec<Vec<u64>>,
+    next_needed: Vec<usize>,
+    /// Per column, decoded messages still needed, and their ordinals (ascending).
+    held: Vec<Batch>,
+    held_ordinals: Vec<Vec<u64>>,
+    join: JoinPlan,
+    suffix_min: Vec<Vec<u64>>,
+    next_row: usize,
+    table: Option<AlignedTable>,
 }
 
 /// Exports a recording; returns the manifest (also written as `manifest.json`).
@@ -186,16 +230,19 @@ pub fn export(opts: &ExportOptions, progress: &mut dyn FnMut(&Progress)) -> Resu
         totals: Totals::default(),
         files: Vec::new(),
         read_buf: Vec::new(),
-        align_held: 0,
+        align: opts.align.as_ref().map(|_| AlignRun::default()),
+        quiet: false,
     };
+    // `--align` reads the segments twice.
+    let passes = if opts.align.is_some() { 2 } else { 1 };
     let mut p = Progress {
-        segments_total: to_read.len() as u64,
-        bytes_total: to_read.iter().map(|i| segments[*i].size).sum(),
+        segments_total: to_read.len() as u64 * passes,
+        bytes_total: to_read.iter().map(|i| segments[*i].size).sum::<u64>() * passes,
         messages_total: to_read.iter().map(|i| expected[*i]).sum(),
         ..Progress::default()
     };
     progress(&p);
-    for i in to_read {
+    for &i in &to_read {
         let entry = &mut segments[i];
         let path = opts.input.join(&entry.file);
         let mut tick = |messages: u64| {
@@ -206,6 +253,20 @@ pub fn export(opts: &ExportOptions, progress: &mut dyn FnMut(&Progress)) -> Resu
         p.bytes_done += entry.size;
         p.messages = ex.totals.messages;
         progress(&p);
+    }
+    if let Some(spec) = &opts.align {
+        ex.start_values_pass(spec)?;
+        for &i in &to_read {
+            // The first pass recorded what the segment holds; this one only takes values.
+            let mut scratch = segments[i].clone();
+            let path = opts.input.join(&scratch.file);
+            ex.read_segment(&path, &mut scratch, &mut |_| {})?;
+            ex.write_ready_rows(false)?;
+            p.segments_done += 1;
+            p.bytes_done += scratch.size;
+            progress(&p);
+        }
+        ex.write_ready_rows(true)?;
     }
     ex.finish(segments)
 }
@@ -312,17 +373,19 @@ impl Exporter<'_> {
         let scanned = match scan(bytes, ScanMode::SkipCorrupt) {
             Ok(s) => s,
             Err(e) => {
-                error!(segment = %path.display(), error = %e, "segment header invalid: segment not exported");
+                if !self.quiet {
+                    error!(segment = %path.display(), error = %e, "segment header invalid: segment not exported");
+                }
                 entry.status = "skipped".into();
                 entry.reason = Some(format!("header invalid: {e}"));
                 return Ok(());
             }
         };
         entry.corrupt_records = scanned.corrupt.len() as u64;
-        for c in &scanned.corrupt {
+        for c in scanned.corrupt.iter().filter(|_| !self.quiet) {
             error!(segment = %path.display(), offset = c.offset, error = %c.error, "corrupt record skipped");
         }
-        if let Tail::Torn { offset, bytes: n, error } = scanned.tail {
+        if let (Tail::Torn { offset, bytes: n, error }, false) = (scanned.tail, self.quiet) {
             entry.torn_tail_bytes = n;
             if entry.sealed {
                 error!(segment = %path.display(), offset, bytes = n, %error, "damaged tail: records after it lost");
@@ -369,7 +432,7 @@ impl Exporter<'_> {
             let plan = compile(&info);
             let same = *plan == *s.plan && s.info.name == info.name && s.info.robot == info.robot;
             let aligned = self.align_names.as_ref().is_some_and(|n| n.contains(&s.info.name) || n.contains(&info.name));
-            if !same && aligned && s.batch.rows() > 0 {
+            if !same && aligned && (s.batch.rows() > 0 || s.entry.messages > 0) {
                 return Err(ExportError::BadOption {
                     option: "--align",
                     reason: format!(
@@ -429,6 +492,59 @@ impl Exporter<'_> {
             return Ok(());
         }
         let aligned = self.align_names.is_some();
+        if let Some(run) = self.align.as_mut() {
+            let counter = run.ordinals.entry(h.topic_id).or_insert(0);
+            let ordinal = *counter;
+            *counter += 1;
+            if let Some(v) = run.values.as_mut() {
+                // Second pass: decode only the messages some row uses.
+                let Some(&k) = v.column_of.get(&h.topic_id) else { return Ok(()) };
+                if v.needed[k].get(v.next_needed[k]) != Some(&ordinal) {
+                    return Ok(());
+                }
+                v.next_needed[k] += 1;
+                let times = (h.receive_time_ns, h.publish_time_ns, h.sequence);
+                if let Err(e) = v.held[k].push(&v.plans[k], times, payload) {
+                    return Err(ExportError::Write {
+                        format: self.opts.format.name(),
+                        path: seg.to_path_buf(),
+                        topic: s.info.name.clone(),
+                        reason: format!("message {ordinal} decoded in the first pass but not the second: {e}"),
+                    });
+                }
+                v.held_ordinals[k].push(ordinal);
+                return Ok(());
+            }
+            if s.batch.rows() >= self.opts.batch_rows {
+                // First pass: values are only decoded to find the ones that do not decode.
+                s.batch.take();
+            }
+            if let Err(e) = s.batch.push(&s.plan, (h.receive_time_ns, h.publish_time_ns, h.sequence), payload) {
+                s.entry.decode_errors += 1;
+                self.totals.decode_errors += 1;
+                if s.entry.decode_errors <= LOGGED_ERRORS_PER_TOPIC {
+                    error!(segment = %seg.display(), offset, topic = %s.info.name, sequence = h.sequence,
+                        error = %e, "message does not decode with its definition: not aligned");
+                }
+                return Ok(());
+            } else {
+                run.times.entry(h.topic_id).or_default().push((h.receive_time_ns, ordinal));
+                run.held_bytes += 16;
+                if run.held_bytes > self.opts.align_max_bytes {
+                    return Err(ExportError::BadOption {
+                        option: "--align-max-mb",
+                        reason: format!(
+                            "the join's index of the aligned topics exceeds {} MiB (16 bytes per message; at {} of \
+                             topic {}): narrow the time range (--start/--end), align fewer topics, or raise \
+                             --align-max-mb",
+                            self.opts.align_max_bytes >> 20,
+                            h.receive_time_ns,
+                            s.info.name
+                        ),
+                    });
+                }
+            }
+        }
         if matches!(s.sink, Sink::None) && !aligned {
             s.sink = open_sink(self.opts, &mut self.names, &mut self.mcap, s)?;
         }
@@ -438,11 +554,13 @@ impl Exporter<'_> {
                     m.write(ch, &s.info.name, h, payload)?;
                 }
             }
+            // First pass of `--align`: decoded above.
+            _ if aligned => {}
             _ => {
                 if let Err(e) = s.batch.push(&s.plan, (h.receive_time_ns, h.publish_time_ns, h.sequence), payload) {
                     s.entry.decode_errors += 1;
                     self.totals.decode_errors += 1;
-                    if s.entry.decode_errors <= LOGGED_ERRORS_PER_TOPIC {
+                    if s.entry.decode_errors <= LOGGED_ERRORS_PER_TOPIC && !self.quiet {
                         error!(segment = %seg.display(), offset, topic = %s.info.name, sequence = h.sequence,
                             error = %e, "message does not decode with its definition: not exported");
                     }
@@ -457,23 +575,7 @@ impl Exporter<'_> {
             }
         }
         self.totals.messages += 1;
-        if aligned {
-            // Aligned topics are held whole for the join (see `align`): bounded by a limit that
-            // fails cleanly instead of exhausting memory. Decoded size ~ payload + time columns.
-            self.align_held += payload.len() as u64 + 24;
-            if self.align_held > self.opts.align_max_bytes {
-                return Err(ExportError::BadOption {
-                    option: "--align-max-mb",
-                    reason: format!(
-                        "the aligned topics exceed {} MiB decoded (at {} of topic {}): narrow the time range \
-                         (--start/--end), align fewer or smaller topics, or raise --align-max-mb",
-                        self.opts.align_max_bytes >> 20,
-                        h.receive_time_ns,
-                        s.info.name
-                    ),
-                });
-            }
-        } else if s.batch.rows() >= self.opts.batch_rows || s.batch.heap_bytes() >= self.opts.batch_bytes {
+        if !aligned && (s.batch.rows() >= self.opts.batch_rows || s.batch.heap_bytes() >= self.opts.batch_bytes) {
             flush(s)?;
         }
         Ok(())
@@ -498,19 +600,22 @@ impl Exporter<'_> {
         f.strip_prefix(&self.opts.out).unwrap_or(f).to_string_lossy().replace('\\', "/")
     }
 
-    /// `--align`: takes the aligned topics' streams and writes the aligned table.
-    fn align(&mut self, spec: &AlignSpec) -> Result<crate::manifest::Alignment> {
-        let mut inputs = Vec::new();
-        let mut entries = Vec::new();
+    /// `--align`, between the passes: finds each aligned topic's stream, plans the join on the
+    /// first pass's times, creates the table, and resets the streams for the second pass.
+    fn start_values_pass(&mut self, spec: &AlignSpec) -> Result<()> {
+        let Some(mut run) = self.align.take() else { return Ok(()) };
+        let mut ids = Vec::new();
+        let mut times = Vec::new();
+        let mut plans = Vec::new();
         for name in spec.columns() {
-            let ids: Vec<u32> = self
+            let found: Vec<u32> = self
                 .streams
                 .iter()
-                .filter(|(_, s)| s.info.name == name && s.entry.messages > 0)
+                .filter(|(id, s)| s.info.name == name && run.times.get(id).is_some_and(|t| !t.is_empty()))
                 .map(|(id, _)| *id)
                 .collect();
             let bad = |reason: String| ExportError::BadOption { option: "--align", reason };
-            let id = match ids.as_slice() {
+            let id = match found.as_slice() {
                 [id] => *id,
                 [] => {
                     let mut known: Vec<&str> = self.streams.values().map(|s| s.info.name.as_str()).collect();
@@ -521,36 +626,122 @@ impl Exporter<'_> {
                         known.join(", ")
                     )));
                 }
-                _ => return Err(bad(format!("topic {name} is recorded under {} ids (types or robots)", ids.len()))),
+                _ => return Err(bad(format!("topic {name} is recorded under {} ids (types or robots)", found.len()))),
             };
-            let Some(mut s) = self.streams.remove(&id) else { continue };
-            finish_entry(&mut s.entry);
-            inputs.push(AlignInput {
+            let Some(s) = self.streams.get(&id) else { continue };
+            times.push(TopicTimes {
                 topic: s.info.name.clone(),
                 robot: s.info.robot.clone(),
-                plan: s.plan.clone(),
-                batch: s.batch.take(),
+                times: run.times.remove(&id).unwrap_or_default(),
             });
-            entries.push(s.entry);
+            plans.push(s.plan.clone());
+            ids.push(id);
         }
         let window = Window { start_ns: self.opts.start_ns, end_ns: self.opts.end_ns };
-        let (alignment, path) =
-            write_aligned(spec, self.opts.format, &self.opts.out, self.opts.limits, window, inputs)?;
+        let join = plan_join(spec, window, &times)?;
+        drop(times);
+        let names = spec.columns();
+        let topics: Vec<(&str, &Plan)> = names.iter().zip(&plans).map(|(n, p)| (n.as_str(), p.as_ref())).collect();
+        let table = AlignedTable::create(&self.opts.out, self.opts.format, self.opts.limits, &topics, &join.alignment)?;
+        let n = ids.len();
+        run.values = Some(ValuesPass {
+            column_of: ids.iter().enumerate().map(|(k, id)| (*id, k)).collect(),
+            ids,
+            held: plans.iter().map(|p| Batch::new(p)).collect(),
+            plans,
+            needed: join.needed(),
+            next_needed: vec![0; n],
+            held_ordinals: vec![Vec::new(); n],
+            suffix_min: join.suffix_min(),
+            join,
+            next_row: 0,
+            table: Some(table),
+        });
+        run.ordinals.clear();
+        run.pass1 = Some((std::mem::take(&mut self.streams), self.totals.clone()));
+        self.align = Some(run);
+        self.quiet = true;
+        Ok(())
+    }
+
+    /// `--align`, second pass: writes every row whose messages have all been read (all rows if
+    /// `all`), then drops the messages no later row uses.
+    fn write_ready_rows(&mut self, all: bool) -> Result<()> {
+        let Some(run) = self.align.as_mut() else { return Ok(()) };
+        let Some(v) = run.values.as_mut() else { return Ok(()) };
+        let rows = v.join.ticks.len();
+        let inconsistent = |what: String| ExportError::Write {
+            format: self.opts.format.name(),
+            path: self.opts.out.clone(),
+            topic: "(aligned)".into(),
+            reason: what,
+        };
+        while v.next_row < rows {
+            let (r0, r1) = (v.next_row, (v.next_row + self.opts.align_chunk_rows.max(1)).min(rows));
+            let ready = v.ids.iter().enumerate().all(|(k, id)| {
+                let seen = run.ordinals.get(id).copied().unwrap_or(0);
+                v.join.picks[k][r0..r1].iter().all(|o| *o < seen)
+            });
+            if !ready && !all {
+                break;
+            }
+            let Some(table) = v.table.as_mut() else { break };
+            for r in r0..r1 {
+                let mut row = Vec::with_capacity(v.ids.len());
+                for k in 0..v.ids.len() {
+                    let o = v.join.picks[k][r];
+                    let i = v.held_ordinals[k]
+                        .binary_search(&o)
+                        .map_err(|_| inconsistent(format!("message {o} of column {k} was not read again")))?;
+                    row.push((&v.held[k], i));
+                }
+                table.push(v.join.ticks[r], &row)?;
+            }
+            v.next_row = r1;
+            for k in 0..v.ids.len() {
+                let keep = v.suffix_min[k][r1];
+                let cut = v.held_ordinals[k].partition_point(|o| *o < keep);
+                if cut > 0 {
+                    let old = std::mem::replace(&mut v.held[k], Batch::new(&v.plans[k]));
+                    let len = old.rows() - cut;
+                    if !v.held[k].extend_from(&old, cut, len) {
+                        return Err(inconsistent(format!("column {k}: held rows do not match their plan")));
+                    }
+                    v.held_ordinals[k].drain(..cut);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `--align`, at the end: completes the table and reports the aligned topics (from the first
+    /// pass) with it.
+    fn align_finish(&mut self) -> Result<Option<crate::manifest::Alignment>> {
+        let Some(mut run) = self.align.take() else { return Ok(None) };
+        let Some(mut v) = run.values.take() else { return Ok(None) };
+        let Some(table) = v.table.take() else { return Ok(None) };
+        let path = table.finish()?;
+        if let Some((streams, totals)) = run.pass1.take() {
+            self.streams = streams;
+            self.totals = totals;
+        }
         let rel = self.rel(&path);
-        for mut e in entries {
-            e.files = vec![rel.clone()];
-            self.done.push(e);
+        for id in &v.ids {
+            if let Some(mut s) = self.streams.remove(id) {
+                finish_entry(&mut s.entry);
+                s.entry.files = vec![rel.clone()];
+                self.done.push(s.entry);
+            }
         }
         self.files.push(path);
+        let mut alignment = v.join.alignment;
+        alignment.file = rel.clone();
         info!(rows = alignment.rows, dropped = alignment.dropped_rows, file = %rel, "aligned table written");
-        Ok(alignment)
+        Ok(Some(alignment))
     }
 
     fn finish(mut self, segments: Vec<SegmentEntry>) -> Result<ExportManifest> {
-        let alignment = match &self.opts.align {
-            Some(spec) => Some(self.align(spec)?),
-            None => None,
-        };
+        let alignment = self.align_finish()?;
         let mut ids: Vec<u32> = self.streams.keys().copied().collect();
         ids.sort();
         for id in ids {

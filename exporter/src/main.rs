@@ -43,8 +43,8 @@ older than --max-age (stale) is dropped; drops are counted per reason and per to
 manifest.json (`alignment`), with the policy and the tolerance. Columns, flat (one row = one
 sample): `time_ns` (the tick), then per topic, under its name (`/robot1/imu` -> `robot1__imu`),
 receive_time_ns, publish_time_ns, sequence and every message field by its dotted path
-(`robot1__imu.linear_acceleration.x`); arrays stay lists (CSV: JSON arrays). The aligned topics
-are held decoded in memory.
+(`robot1__imu.linear_acceleration.x`); arrays stay lists (CSV: JSON arrays). The segments are
+read twice (times, then the values the rows use): memory stays bounded whatever the recording.
 
 Times (--start/--end, inclusive, on the receive time): ns since the epoch (1700000000000000000),
 seconds with `s` (1700000000.25s), or RFC 3339 (2023-11-14T22:13:20Z).
@@ -151,8 +151,8 @@ struct ExportArgs {
     /// tick stale (dropped). A number with ns, us, ms or s (100ms, 0.5s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "align")]
     max_age: Option<u64>,
-    /// Alignment memory limit: the aligned topics are held decoded in memory; beyond this many
-    /// megabytes the export stops with an error (narrow --start/--end).
+    /// Alignment memory limit for the join's index (16 bytes per aligned message); beyond this
+    /// many megabytes the export stops with an error (narrow --start/--end).
     #[arg(long, value_name = "MB", default_value_t = 2048, requires = "align")]
     align_max_mb: u64,
     /// Do not draw a progress bar.

@@ -34,22 +34,38 @@ fn times() -> Vec<(&'static str, &'static str, Vec<u64>)> {
 /// A sealed recording of robot1's scan, imu and pose at [`times`], plus robot2's imu at the same
 /// times as robot1's (which must not leak into the table); returns every message.
 fn align_recording(dir: &Path) -> Vec<Expected> {
+    align_recording_in(dir, usize::MAX)
+}
+
+/// [`align_recording`] in sealed segments of `per_segment` messages each.
+fn align_recording_in(dir: &Path, per_segment: usize) -> Vec<Expected> {
     let defs = topics();
-    let mut seg = SegmentBuilder::new(1);
+    let mut infos = Vec::new();
     let mut all = Vec::new();
     for (name, t, ts) in times() {
         let def = defs.iter().find(|(_, ty, _)| *ty == t).unwrap().2.clone();
-        seg.topic(&info(0, name, t, &def));
+        infos.push(info(0, name, t, &def));
         for (i, rel) in ts.iter().enumerate() {
             all.push((0u16, name.to_string(), t, def.clone(), i as u64 + 1, BASE_NS + rel));
         }
         if name == IMU {
-            seg.topic(&info(1, "/robot2/imu", t, &def));
+            infos.push(info(1, "/robot2/imu", t, &def));
             for (i, rel) in ts.iter().enumerate() {
                 all.push((1, "/robot2/imu".to_string(), t, def.clone(), i as u64 + 1, BASE_NS + rel));
             }
         }
     }
+    let new_segment = |seq: u64| {
+        // every segment repeats the definitions, as the writer does
+        let mut seg = SegmentBuilder::new(seq);
+        for i in &infos {
+            seg.topic(i);
+        }
+        seg
+    };
+    let mut seg_no = 1;
+    let mut seg = new_segment(seg_no);
+    let mut in_segment = 0;
     // In time order, as the writer records them.
     all.sort_by_key(|m| (m.5, m.1.clone()));
     let mut out = Vec::new();
@@ -65,7 +81,14 @@ fn align_recording(dir: &Path) -> Vec<Expected> {
             ingest_session: 1,
             ..MessageHeader::default()
         };
+        if in_segment == per_segment {
+            seg_no += 1;
+            let next = new_segment(seg_no);
+            std::mem::replace(&mut seg, next).seal(dir, None);
+            in_segment = 0;
+        }
         seg.message(&h, &payload, format!("{name}{seq}"));
+        in_segment += 1;
         out.push(Expected {
             robot: robot.into(),
             topic: name,
@@ -344,4 +367,50 @@ fn align_errors_are_clear_and_exit_2() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: expected `{needle}` in: {err}");
     }
+}
+
+#[test]
+fn streaming_over_many_segments_in_one_row_chunks_gives_the_same_table() {
+    // 5 messages per segment: every row's messages span segments; rows are written one at a
+    // time as soon as their messages are read, and the messages no later row needs are dropped.
+    let rec = tempfile::tempdir().unwrap();
+    let msgs = align_recording_in(rec.path(), 5);
+    let segments = std::fs::read_dir(rec.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "wal"));
+    assert!(segments.count() > 10);
+    let spec = exporter::align::AlignSpec {
+        topics: vec![IMU.into(), POSE.into()],
+        reference: exporter::align::Reference::Topic(SCAN.into()),
+        max_age_ns: 100 * MS,
+    };
+    for chunk in [1, 3] {
+        let out = tempfile::tempdir().unwrap();
+        let mut opts =
+            exporter::ExportOptions::new(rec.path().to_path_buf(), out.path().to_path_buf(), exporter::Format::Parquet);
+        opts.align = Some(spec.clone());
+        opts.align_chunk_rows = chunk;
+        let m = exporter::export(&opts, &mut |_| {}).unwrap();
+        let a = m.alignment.unwrap();
+        assert_eq!((a.ticks, a.rows, a.dropped_missing, a.dropped_stale), (10, 4, 2, 4), "chunk {chunk}");
+        assert_eq!(m.totals.messages, 10 + 24 + 5, "the manifest counts each message once (first pass)");
+        let table = read_parquet(&out.path().join("aligned.parquet"));
+        let ticks: Vec<u64> = (1..=10).map(|k| BASE_NS + k * 100 * MS).collect();
+        assert_eq!(check_rows(&table, &msgs, &[SCAN, IMU, POSE], &ticks, 100 * MS), 4, "chunk {chunk}");
+    }
+    // The fixed-rate grid too, against the one-segment recording's table.
+    let one = tempfile::tempdir().unwrap();
+    align_recording(one.path());
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args = ["--align", &format!("{POSE},{IMU}"), "--rate", "25", "--max-age", "60ms"];
+    run_export(rec.path(), a.path(), "parquet", &args);
+    run_export(one.path(), b.path(), "parquet", &args);
+    let same = run_python(
+        "import json, sys, pyarrow.parquet as pq\n\
+         x, y = pq.read_table(sys.argv[1]), pq.read_table(sys.argv[2])\n\
+         print(json.dumps([x.num_rows, x.equals(y)]))",
+        &[&a.path().join("aligned.parquet"), &b.path().join("aligned.parquet")],
+    );
+    assert_eq!(same[1], json!(true), "{same}");
+    assert!(same[0].as_u64() > Some(5), "{same}");
 }
