@@ -329,7 +329,7 @@ fn inspect_segment(path: &Path, report: &mut InspectReport, topics: &mut HashMap
         });
     }
     let torn_tail = match r.tail {
-        Tail::Clean => None,
+        Tail::Clean | Tail::Preallocated { .. } => None,
         Tail::Torn { offset, bytes, error } => {
             report.problems.push(Problem {
                 segment: name.clone(),

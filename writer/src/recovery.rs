@@ -213,11 +213,12 @@ pub(crate) fn recover_segment(path: &Path, report: &mut RecoveryReport) -> Resul
     let bytes = std::fs::read(path).map_err(io_err("read", path))?;
     let original_len = bytes.len() as u64;
     let marker = AbandonMarker::read(path)?;
-    if bytes.len() < HEADER_LEN {
+    // A preallocated segment reads as zeros until its first batch is durable.
+    if bytes.len() < HEADER_LEN || bytes.iter().all(|b| *b == 0) {
         warn!(
             segment = %path.display(),
             bytes = bytes.len(),
-            "segment has no complete header (crash right after it was created): removing it"
+            "segment has no header (crash right after it was created): removing it"
         );
         remove_durably(path)?;
         remove_marker(path, marker.is_some())?;
@@ -232,9 +233,16 @@ pub(crate) fn recover_segment(path: &Path, report: &mut RecoveryReport) -> Resul
             return Ok(());
         }
     };
-    if scanned.sealed && scanned.tail == Tail::Clean && marker.is_none() {
+    let zero_tail = matches!(scanned.tail, Tail::Preallocated { .. });
+    if scanned.sealed && (scanned.tail == Tail::Clean || zero_tail) && marker.is_none() {
         if let Some(summary) = scanned.records.last().and_then(|r| decode_footer(path, r)) {
-            let (m, sha256) = write_manifest(path, Some(original_len), summary)?;
+            if zero_tail {
+                // Sealed, but the crash came before the preallocated space was cut off.
+                let file = OpenOptions::new().write(true).open(path).map_err(io_err("open", path))?;
+                file.set_len(scanned.valid_len).and_then(|()| file.sync_all()).map_err(io_err("ftruncate", path))?;
+                info!(segment = %path.display(), size = scanned.valid_len, "sealed segment: preallocated space cut off");
+            }
+            let (m, sha256) = write_manifest(path, Some(scanned.valid_len), summary)?;
             info!(segment = %path.display(), "sealed segment lacked its manifest: written");
             report.manifests_written.push(path.to_path_buf());
             report.sealed.push(SealedSegment {
@@ -272,7 +280,12 @@ pub(crate) fn recover_segment(path: &Path, report: &mut RecoveryReport) -> Resul
         summary.add_record(r);
     }
     let corrupt_offsets: Vec<u64> = scanned.corrupt.iter().filter(|c| c.offset < cut_at).map(|c| c.offset).collect();
-    let cut_bytes = original_len - cut_at;
+    // Preallocated zero space after the data is not data: it is not counted as cut.
+    let data_len = match scanned.tail {
+        Tail::Preallocated { offset, .. } => offset.max(cut_at),
+        _ => original_len,
+    };
+    let cut_bytes = data_len - cut_at;
     let messages = summary.messages();
 
     if cut_bytes > 0 {
@@ -285,7 +298,7 @@ pub(crate) fn recover_segment(path: &Path, report: &mut RecoveryReport) -> Resul
         } else {
             let why = match scanned.tail {
                 Tail::Torn { error, .. } => error.to_string(),
-                Tail::Clean => "last record is corrupt".into(),
+                Tail::Clean | Tail::Preallocated { .. } => "last record is corrupt".into(),
             };
             warn!(segment = %path.display(), cut_at, cut_bytes, reason = %why, "torn tail cut");
         }

@@ -55,6 +55,8 @@ pub(crate) struct SealJob {
     pub(crate) summary: SegmentSummary,
     /// The worker was fed every byte of the segment ([`ManifestWorker::hash`]).
     pub(crate) prehashed: bool,
+    /// The file was preallocated: cut it to `size` (and sync) before the manifest.
+    pub(crate) truncate: bool,
 }
 
 /// Work for the worker thread, in order.
@@ -112,7 +114,18 @@ fn finish_manifest(
     Ok((manifest, sha256))
 }
 
+/// Cuts a preallocated segment to its data (the footer's end) and syncs the cut.
+pub(crate) fn cut_preallocation(job: &SealJob) -> Result<()> {
+    if !job.truncate {
+        return Ok(());
+    }
+    let file =
+        std::fs::OpenOptions::new().write(true).open(&job.path).map_err(crate::error::io_err("open", &job.path))?;
+    file.set_len(job.size).and_then(|()| file.sync_all()).map_err(crate::error::io_err("ftruncate", &job.path))
+}
+
 fn run_job(job: &SealJob, sha256: Option<String>) -> Result<SealedSegment> {
+    cut_preallocation(job)?;
     let (m, sha256) = match sha256 {
         Some(sha) => write_manifest_hashed(&job.path, job.size, job.summary.clone(), sha)?,
         None => write_manifest(&job.path, Some(job.size), job.summary.clone())?,

@@ -48,7 +48,8 @@ pub(crate) struct SegmentFile {
     pub(crate) seal_summary: Option<SegmentSummary>,
     /// Opened with `O_DIRECT`: every write must start and end on a [`DIRECT_ALIGN`] boundary.
     pub(crate) direct: bool,
-    /// Space was preallocated beyond the end of the file (released when sealed).
+    /// The file was preallocated: its size is the preallocation, not its data, until sealing
+    /// cuts it to the footer's end.
     pub(crate) preallocated: bool,
     /// The sealer holds the SHA-256 of the file's bytes `0..n` (fed from the batches' aligned
     /// copies, so sealing needs no read back); `None` once that chain of bytes is broken.
@@ -63,7 +64,7 @@ pub(crate) const DIRECT_ALIGN: u64 = 4096;
 pub(crate) struct FileMode {
     /// Try `O_DIRECT` (falls back to buffered I/O where the file system refuses it).
     pub(crate) direct: bool,
-    /// Preallocate this many bytes (`FALLOC_FL_KEEP_SIZE`, best effort; 0: none).
+    /// Preallocate this many bytes (`fallocate` mode 0, best effort; 0: none).
     pub(crate) preallocate: u64,
 }
 
@@ -107,17 +108,6 @@ impl SegmentFile {
         ))
     }
 
-    /// Gives back space preallocated beyond the file's end (truncating to the current length
-    /// releases it). Best effort: a failure only wastes space until the file is deleted.
-    pub(crate) fn release_preallocation(&self) {
-        if !self.preallocated {
-            return;
-        }
-        if let Err(e) = self.file.set_len(self.durable_len) {
-            tracing::warn!(segment = %self.path.display(), error = %e, "could not release preallocated space");
-        }
-    }
-
     /// Cuts the file back to its durable length and syncs the cut. Only for a file whose
     /// syncs never failed (a file that hit ENOSPC, or was interrupted by another file's error).
     pub(crate) fn cut_to_durable(&self) -> Result<()> {
@@ -144,15 +134,20 @@ fn open_new(path: &Path, direct: bool) -> std::io::Result<(File, bool)> {
     Ok((OpenOptions::new().write(true).create_new(true).open(path)?, false))
 }
 
-/// Reserves `len` bytes for `file` without changing its size, so appends do not allocate
-/// blocks one by one. Best effort: returns whether it worked.
+/// Reserves `len` bytes for `file` (the file's size becomes `len`; the space reads as zeros),
+/// so direct writes land in allocated blocks: they neither extend the file nor allocate, and
+/// the kernel runs several at once. Sealing cuts the file to its data. Best effort: returns
+/// whether it worked (a failed attempt is undone).
 fn preallocate(file: &File, len: u64, path: &Path) -> bool {
     use nix::fcntl::{fallocate, FallocateFlags};
     let len = i64::try_from(len).unwrap_or(i64::MAX);
-    match fallocate(file, FallocateFlags::FALLOC_FL_KEEP_SIZE, 0, len) {
+    match fallocate(file, FallocateFlags::empty(), 0, len) {
         Ok(()) => true,
         Err(e) => {
             tracing::debug!(path = %path.display(), error = %e, "segment not preallocated");
+            if let Err(e) = file.set_len(0) {
+                tracing::warn!(path = %path.display(), error = %e, "could not undo a partial preallocation");
+            }
             false
         }
     }

@@ -4,7 +4,7 @@
 //! A [`Chain`] is one group-commit batch: its bytes go out as one or more writes linked
 //! (`IO_LINK`) to an `fdatasync` of the segment (and, for the first batch of a new segment, to
 //! an `fsync` of the directory, so the new file's entry is durable too). Chains are never
-//! drained (`IO_DRAIN`), so the writer can keep two in flight and overlap one batch's
+//! drained (`IO_DRAIN`), so the writer can keep several in flight and overlap one batch's
 //! `fdatasync` with the next batch's writes. The ring owns each chain's buffer and an `Arc` of
 //! each file until every entry of the chain has completed: the kernel never sees freed memory
 //! or a reused file descriptor. The ring can also poll one extra descriptor (the iceoryx2 wake
@@ -178,7 +178,7 @@ pub(crate) struct Ring {
 }
 
 /// Aligned buffers kept for reuse.
-const SPARE_ALIGNED: usize = 8;
+const SPARE_ALIGNED: usize = 12;
 
 impl std::fmt::Debug for Ring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

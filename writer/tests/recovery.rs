@@ -31,6 +31,9 @@ fn crashed_segment() -> &'static Crashed {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = small_opts(dir.path());
         opts.segment_size = 1 << 20;
+        // Buffered I/O: the file's size is its data, as in a classic torn write. Direct I/O's
+        // preallocated files are covered by `direct_io_crash_leaves_zeros_that_are_not_damage`.
+        opts.direct_io = false;
         let mut w = open(opts);
         let ts = topics();
         for t in &ts {
@@ -215,4 +218,66 @@ fn segment_recovering_to_no_message_is_removed() {
     let report = recover(dir.path()).unwrap();
     assert!(report.recovered[0].removed);
     assert!(!path.exists());
+}
+
+/// A direct-I/O segment is preallocated: after a crash its data is followed by zeros up to the
+/// preallocated size. Recovery keeps every synced record, counts nothing as cut or torn, and cuts
+/// the file to its data; a segment sealed just before a crash (footer durable, preallocation not
+/// yet cut, no manifest) only loses its zeros.
+#[test]
+fn direct_io_crash_leaves_zeros_that_are_not_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = small_opts(dir.path());
+    opts.segment_size = 1 << 20;
+    assert!(opts.direct_io);
+    let mut w = open(opts);
+    let ts = topics();
+    for t in &ts {
+        w.define_topic(t.clone()).unwrap();
+    }
+    write_messages(&mut w, &ts, 1..=40);
+    w.sync().unwrap();
+    let path = w.current_segment().unwrap();
+    drop(w); // a crash: no footer, no manifest
+    let bytes = std::fs::read(&path).unwrap();
+    let scanned = scan(&bytes, ScanMode::SkipCorrupt).unwrap();
+    let data = scanned.valid_len;
+    assert!(
+        matches!(scanned.tail, shared::segment::Tail::Preallocated { offset, bytes: zeros } if offset == data && zeros > 0),
+        "{:?}",
+        scanned.tail
+    );
+    let report = recover(dir.path()).unwrap();
+    assert_eq!(report.torn_bytes(), 0);
+    let r = &report.recovered[0];
+    assert_eq!((r.cut_at, r.cut_bytes, r.records_cut), (data, 0, 0));
+    let c = writer::read_segment(&path).unwrap();
+    assert!(c.report.sealed);
+    assert_eq!(c.report.tail, shared::segment::Tail::Clean);
+    assert_eq!(c.messages.len(), 3 * 40);
+    assert_eq!(c.footer.as_ref().unwrap().recovered_cut_bytes, 0);
+    checked_manifest(&path);
+
+    // Sealed, then a crash before the preallocation was cut and the manifest written.
+    let sealed = std::fs::read(&path).unwrap();
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut padded = sealed.clone();
+    padded.extend_from_slice(&[0u8; 64 * 1024]);
+    let p2 = place(dir2.path(), &seg_name(&path), &padded);
+    let report = recover(dir2.path()).unwrap();
+    assert!(report.recovered.is_empty(), "nothing cut: {:?}", report.recovered);
+    assert_eq!(report.manifests_written, vec![p2.clone()]);
+    assert_eq!(std::fs::read(&p2).unwrap(), sealed, "only the zeros are gone");
+    checked_manifest(&p2);
+
+    // Crash right after a preallocated segment was created: only zeros, removed.
+    let dir3 = tempfile::tempdir().unwrap();
+    let p3 = place(dir3.path(), &seg_name(&path), &vec![0u8; 1 << 20]);
+    let report = recover(dir3.path()).unwrap();
+    assert_eq!(report.removed, vec![p3.clone()]);
+    assert!(!p3.exists());
+}
+
+fn seg_name(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
 }

@@ -29,6 +29,14 @@ pub struct Corruption {
 pub enum Tail {
     /// The last record ends exactly at the end of the bytes.
     Clean,
+    /// Only zero bytes after the last valid record: space the writer preallocated for an open
+    /// segment (or zero-filled blocks), not damage. Nothing was written there.
+    Preallocated {
+        /// Where the valid data ends.
+        offset: u64,
+        /// Zero bytes after it.
+        bytes: u64,
+    },
     /// Bytes after the last valid record that are not a valid record: a torn or corrupt tail.
     Torn {
         /// Where the valid data ends (the cut point).
@@ -93,7 +101,12 @@ pub fn scan(bytes: &[u8], mode: ScanMode) -> Result<ScanReport<'_>, HeaderError>
                         }
                     }
                 }
-                break Tail::Torn { offset: valid_len, bytes: bytes.len() as u64 - valid_len, error };
+                let after = bytes.get(valid_len as usize..).unwrap_or(&[]);
+                let rest = after.len() as u64;
+                if after.iter().all(|b| *b == 0) {
+                    break Tail::Preallocated { offset: valid_len, bytes: rest };
+                }
+                break Tail::Torn { offset: valid_len, bytes: rest, error };
             }
         }
     };
@@ -149,6 +162,21 @@ mod tests {
         let strict = scan(&b, ScanMode::StopAtFirstError).unwrap();
         assert_eq!(strict.records.len(), 4);
         assert_eq!(strict.valid_len, off as u64);
+    }
+
+    #[test]
+    fn zero_tail_is_preallocated_space_not_damage() {
+        let (mut b, ends) = segment(5);
+        b.extend_from_slice(&[0u8; 10_000]);
+        let r = scan(&b, ScanMode::SkipCorrupt).unwrap();
+        assert_eq!(r.records.len(), 5);
+        assert_eq!(r.tail, Tail::Preallocated { offset: ends[5], bytes: 10_000 });
+        assert_eq!(r.valid_len, ends[5]);
+        // One non-zero byte in the zeros makes it a torn tail.
+        let n = b.len();
+        b[n - 17] = 1;
+        let r = scan(&b, ScanMode::SkipCorrupt).unwrap();
+        assert!(matches!(r.tail, Tail::Torn { offset, bytes: 10_000, .. } if offset == ends[5]), "{:?}", r.tail);
     }
 
     #[test]

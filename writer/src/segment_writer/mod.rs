@@ -54,7 +54,7 @@ const RING_ENTRIES: u32 = 256;
 /// Short writes of one batch resubmitted at most before the file is given up.
 const MAX_SHORT_WRITE_RETRIES: u32 = 16;
 /// Batches kept for buffer reuse.
-const SPARE_BUFFERS: usize = 4;
+const SPARE_BUFFERS: usize = 8;
 
 /// How a [`SegmentWriter`] works. [`WriterOptions::from_config`] maps the `[storage]` section.
 #[derive(Debug, Clone)]
@@ -622,7 +622,9 @@ impl SegmentWriter {
             self.on_seal_outcome(outcome);
         }
         for job in std::mem::take(&mut self.manifest_retry) {
-            match crate::seal::write_manifest(&job.path, Some(job.size), job.summary.clone()) {
+            let written = crate::seal::cut_preallocation(&job)
+                .and_then(|()| crate::seal::write_manifest(&job.path, Some(job.size), job.summary.clone()));
+            match written {
                 Ok((m, sha256)) => {
                     self.stats.segments_sealed += 1;
                     self.sealed.push(SealedSegment {
@@ -752,7 +754,7 @@ impl SegmentWriter {
     fn file_mode(&self) -> FileMode {
         FileMode {
             direct: self.opts.direct_io,
-            preallocate: if self.opts.direct_io { self.opts.segment_size.saturating_add(1024 * 1024) } else { 0 },
+            preallocate: if self.opts.direct_io { self.opts.segment_size.saturating_add(64 * 1024) } else { 0 },
         }
     }
 
@@ -1071,13 +1073,13 @@ impl SegmentWriter {
             }
             if b.seals {
                 if let Some(f) = self.files.remove(&b.seq) {
-                    f.release_preallocation();
                     let job = SealJob {
                         seq: f.seq,
                         path: f.path.clone(),
                         size: f.durable_len,
                         summary: f.seal_summary.clone().unwrap_or_default(),
                         prehashed: f.hashed_to == Some(f.durable_len),
+                        truncate: f.preallocated,
                     };
                     if let Err(e) = self.sealer.submit(job.clone()) {
                         error!(error = %e, "manifest worker unavailable: retrying later");
