@@ -8,10 +8,10 @@
 //! | [`msgdef`] | parser of `ros2msg` definition texts |
 //! | [`plan`] | a definition compiled once per type into a decoding plan |
 //! | [`cdr`] | the CDR cursor: encapsulation, byte order, alignment, bounds |
-//! | [`column`] | decoding messages straight into columnar batches |
+//! | [`column`](mod@column) | decoding messages straight into columnar batches |
 //! | [`value`] | dynamic values and a plan-driven CDR encoder (tests, tools) |
-//! | [`format`] | the writers of each output format |
-//! | [`export`] | the export: segments in, files and manifest out |
+//! | [`format`](mod@format) | the writers of each output format |
+//! | [`export`](mod@export) | the export: segments in, files and manifest out |
 //! | [`manifest`] | `manifest.json` |
 //! | [`service`] | the exporter stage: export requests over the control plane, progress in its status |
 //! | [`names`] | file names from untrusted topic names |
