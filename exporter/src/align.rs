@@ -7,7 +7,8 @@
 //! topic is stale there, if there is none it is missing, and the whole tick is dropped and
 //! counted. The join runs on receive times (`receive_time_ns`), the one clock every record has.
 //!
-//! Memory is bounded whatever the recording's length: the export reads the segments twice. The
+//! Memory holds 16 bytes per aligned message and a window of rows, never the decoded topics: the
+//! export reads the segments twice. The
 //! first pass keeps only each aligned message's receive time and ordinal (16 bytes), and
 //! [`plan_join`] decides from them which message of each topic goes into each row. The second
 //! pass decodes only those messages and writes rows ([`AlignedTable`]) as soon as every message

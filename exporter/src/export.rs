@@ -155,8 +155,8 @@ struct Exporter<'a> {
 /// the aligned topics (to count and skip the ones that do not decode) but keeps only its receive
 /// time and ordinal; the join is planned on these ([`plan_join`]). The second decodes only the
 /// messages some row uses and writes rows as soon as every message they need has been read, so
-/// memory holds the times (16 bytes per message) and a window of rows, whatever the length of
-/// the recording.
+/// memory holds the times (16 bytes per message, capped by `align_max_bytes`) and a window of
+/// rows, never the decoded topics.
 #[derive(Default)]
 struct AlignRun {
     /// Per topic id: selected messages seen in this pass (the next ordinal).

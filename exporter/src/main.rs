@@ -44,7 +44,8 @@ manifest.json (`alignment`), with the policy and the tolerance. Columns, flat (o
 sample): `time_ns` (the tick), then per topic, under its name (`/robot1/imu` -> `robot1__imu`),
 receive_time_ns, publish_time_ns, sequence and every message field by its dotted path
 (`robot1__imu.linear_acceleration.x`); arrays stay lists (CSV: JSON arrays). The segments are
-read twice (times, then the values the rows use): memory stays bounded whatever the recording.
+read twice (times, then the values the rows use): memory holds 16 bytes per aligned message
+(capped by --align-max-mb) and a window of rows, never the decoded topics.
 
 Times (--start/--end, inclusive, on the receive time): ns since the epoch (1700000000000000000),
 seconds with `s` (1700000000.25s), or RFC 3339 (2023-11-14T22:13:20Z).
