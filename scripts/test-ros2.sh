@@ -14,9 +14,15 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-ros2}"
 NETNS_RUN="${FLEETREC_NETNS_RUN:-$ROOT/../shared/tools/netns-run}"
 cargo clippy -p ingest --all-targets --features ros2 -- -D warnings
 cargo build -p ingest --features ros2
+# The tests run this copy: a plain `cargo build --workspace` meanwhile (same target dir) would
+# replace target/debug/fleetrec-ingest with one built without the ros2 feature.
+mkdir -p "$CARGO_TARGET_DIR/ros2-bin"
+cp "$CARGO_TARGET_DIR/debug/fleetrec-ingest" "$CARGO_TARGET_DIR/ros2-bin/fleetrec-ingest.tmp"
+mv "$CARGO_TARGET_DIR/ros2-bin/fleetrec-ingest.tmp" "$CARGO_TARGET_DIR/ros2-bin/fleetrec-ingest"
+export FLEETREC_ROS2_INGEST="$CARGO_TARGET_DIR/ros2-bin/fleetrec-ingest"
 cargo test -p ingest --features ros2
 cargo test -p fleetrec-tests --features ingest/ros2 --no-run
 tests=()
 for f in tests/tests/ros2_*.rs; do tests+=(--test "$(basename "$f" .rs)"); done
 # Everything that speaks DDS runs in the namespace: the test, the ingest and the publishers.
-"$NETNS_RUN" "FLEETREC_ROS2=1 cargo test -p fleetrec-tests --features ingest/ros2 ${tests[*]} -- --ignored --nocapture"
+"$NETNS_RUN" "FLEETREC_ROS2=1 FLEETREC_ROS2_INGEST='$FLEETREC_ROS2_INGEST' cargo test -p fleetrec-tests --features ingest/ros2 ${tests[*]} -- --ignored --nocapture"

@@ -79,6 +79,7 @@ pub struct Forwarder {
     window: RateWindow,
     window_start: Instant,
     sent_since_wake: usize,
+    topic_id_scope: Option<u32>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -117,7 +118,16 @@ impl Forwarder {
             window: RateWindow::default(),
             window_start: Instant::now(),
             sent_since_wake: 0,
+            topic_id_scope: None,
         })
+    }
+
+    /// Scopes the ids of topics announced from now on by `scope` (a ROS domain id), so ingest
+    /// processes of different domains feeding one writer never give the same id to two topics
+    /// that share robot, name and type (e.g. `/rosout` of the default robot on two domains).
+    /// Scope 0 (and no scope, the default) keeps [`shared::topic::topic_id`] unchanged.
+    pub fn set_topic_id_scope(&mut self, scope: u32) {
+        self.topic_id_scope = (scope != 0).then_some(scope);
     }
 
     /// This process's ingest session id (sequences restart with each session).
@@ -135,7 +145,10 @@ impl Forwarder {
     /// probing to the next free id.
     pub fn announce(&mut self, robot_id: u16, name: &str, type_name: &str, definition: &str, qos: &str) -> TopicHandle {
         let robot = self.robots.get(robot_id as usize).cloned().unwrap_or_default();
-        let mut id = shared::topic::topic_id(&robot, name, type_name);
+        let mut id = match self.topic_id_scope {
+            None => shared::topic::topic_id(&robot, name, type_name),
+            Some(scope) => shared::topic::topic_id(&format!("{robot}\0ros_domain_id={scope}"), name, type_name),
+        };
         while let Some(&idx) = self.by_id.get(&id) {
             let t = &self.topics[idx].info;
             if t.robot_id == robot_id && t.name == name && t.type_name == type_name {

@@ -4,13 +4,18 @@ Per robot `/<robot>/`: chatter (std_msgs/String), imu (sensor_msgs/Imu), pose
 (geometry_msgs/PoseStamped), odom (nav_msgs/Odometry: outside r2r's build-time filter), all
 reliable; robot 1 also has scan_be (best effort), robot 2 map_tl (transient local, published
 before any subscriber exists). Halfway, /<last robot>/late is created.
+With --no-namespace (one robot) the topics are /<name>: a robot alone on its ROS domain.
+With --qos-change, /<robot 1>/qos_change starts with one reliable transient-local publisher
+(history published before any subscriber exists); halfway a best-effort publisher joins the
+topic, which a reliable reader does not match: the recorder must re-subscribe best effort
+(qos_match_s in the last line says when the new publisher matched; null if never).
 
 Every message is serialized with rclpy.serialization.serialize_message and published as those
 bytes (publish_raw), so the CDR on the wire is exactly what is written, as a JSON line
 {"topic", "type", "hex"}, to --out: a test compares the recorded bytes with it. (Publishing the
 message object instead would re-serialize it, and CDR alignment padding is not zeroed by the
 serializer, so two serializations of one message can differ in their padding bytes.)
-The last line is {"done": true, "late_match_s": ...}.
+The last line is {"done": true, "late_match_s": ..., "qos_match_s": ...}.
 
   python ros2_publisher.py --robots robot1,robot2 --count 300 --rate 100 --out pub.jsonl
   python ros2_publisher.py --robots robot1,robot2 --count 0          # demo: run until killed
@@ -85,8 +90,17 @@ def main():
     ap.add_argument("--late-count", type=int, default=50)
     ap.add_argument("--out", default=None)
     ap.add_argument("--match-timeout", type=float, default=30.0)
+    ap.add_argument("--no-namespace", action="store_true", help="one robot, topics /<name>")
+    ap.add_argument("--qos-change", action="store_true", help="add /<robot 1>/qos_change (see above)")
+    ap.add_argument("--stray", default=None,
+                    help="also publish std_msgs/String on this topic, without waiting for a subscriber")
     args = ap.parse_args()
     robots = [r for r in args.robots.split(",") if r]
+    if args.no_namespace and len(robots) != 1:
+        ap.error("--no-namespace takes exactly one robot")
+
+    def ns(robot):
+        return "" if args.no_namespace else f"/{robot}"
     out = open(args.out, "w") if args.out else None
 
     def send(pub, topic, type_name, msg):
@@ -103,21 +117,30 @@ def main():
              ("odom", Odometry, "nav_msgs/msg/Odometry", odom)]
     for n, robot in enumerate(robots, start=1):
         for name, cls, type_name, make in kinds:
-            topic = f"/{robot}/{name}"
+            topic = f"{ns(robot)}/{name}"
             streams.append((node.create_publisher(cls, topic, RELIABLE), topic, type_name, make, n))
     best_effort = None
     if robots:
-        topic = f"/{robots[0]}/scan_be"
+        topic = f"{ns(robots[0])}/scan_be"
         best_effort = (node.create_publisher(String, topic, BEST_EFFORT), topic)
     if len(robots) > 1:
-        topic = f"/{robots[1]}/map_tl"
+        topic = f"{ns(robots[1])}/map_tl"
         tl = node.create_publisher(String, topic, TRANSIENT)
         for i in range(TRANSIENT_COUNT):
             send(tl, topic, "std_msgs/msg/String", String(data=f"map version {i}"))
+    qos_change = None  # [topic, reliable transient-local publisher, best-effort publisher or None]
+    if args.qos_change and robots:
+        topic = f"{ns(robots[0])}/qos_change"
+        qos_change = [topic, node.create_publisher(String, topic, TRANSIENT), None]
+        for i in range(TRANSIENT_COUNT):
+            send(qos_change[1], topic, "std_msgs/msg/String", String(data=f"qos history {i}"))
+
+    stray = (node.create_publisher(String, args.stray, RELIABLE), args.stray) if args.stray else None
 
     # Volatile reliable topics lose what is published before the recorder matches: wait for it.
     deadline = time.monotonic() + args.match_timeout
     pubs = [s[0] for s in streams] + ([best_effort[0]] if best_effort else [])
+    pubs += [qos_change[1]] if qos_change else []
     while any(p.get_subscription_count() == 0 for p in pubs):
         if time.monotonic() > deadline:
             print("publisher: recorder did not subscribe in time", file=sys.stderr)
@@ -128,6 +151,7 @@ def main():
     period = 1.0 / args.rate
     late = None
     late_match_s = None
+    qos_match_s = None
     next_t = time.monotonic()
     i = 0
     while args.count == 0 or i < args.count:
@@ -135,8 +159,26 @@ def main():
             send(pub, topic, type_name, make(r, i))
         if best_effort:
             send(best_effort[0], best_effort[1], "std_msgs/msg/String", String(data=f"best effort {i}"))
+        if stray:
+            send(stray[0], stray[1], "std_msgs/msg/String", String(data=f"stray {i}"))
+        if qos_change:
+            topic, reliable, joined = qos_change
+            send(reliable, topic, "std_msgs/msg/String", String(data=f"qos reliable {i}"))
+            if joined:
+                send(joined, topic, "std_msgs/msg/String", String(data=f"qos best effort {i}"))
+            elif i == max(args.count // 3, 1):
+                t0 = time.monotonic()
+                joined = node.create_publisher(String, topic, BEST_EFFORT)
+                while joined.get_subscription_count() == 0 and time.monotonic() < t0 + args.match_timeout:
+                    time.sleep(0.005)
+                if joined.get_subscription_count() > 0:
+                    qos_match_s = time.monotonic() - t0
+                print(f"publisher: {topic} best-effort publisher matched after {qos_match_s} s", file=sys.stderr,
+                      flush=True)
+                qos_change[2] = joined
+                next_t = time.monotonic()
         if late is None and robots and i == max(args.count // 2, 1):
-            topic = f"/{robots[-1]}/late"
+            topic = f"{ns(robots[-1])}/late"
             t0 = time.monotonic()
             late = (node.create_publisher(String, topic, RELIABLE), topic)
             while late[0].get_subscription_count() == 0 and time.monotonic() < t0 + args.match_timeout:
@@ -154,7 +196,8 @@ def main():
     # Reliable delivery completes asynchronously: give it time before the writers go away.
     time.sleep(2.0)
     if out:
-        out.write(json.dumps({"done": True, "late_match_s": late_match_s, "count": args.count}) + "\n")
+        out.write(json.dumps({"done": True, "late_match_s": late_match_s, "qos_match_s": qos_match_s,
+                              "count": args.count}) + "\n")
         out.close()
     node.destroy_node()
     rclpy.shutdown()

@@ -9,48 +9,26 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fleetrec_tests::{Stage, TestEnv};
-use nix::sys::signal::Signal;
+use fleetrec_tests::TestEnv;
 use shared::plane::Plane;
 use shared::topic::TopicInfo;
+
+mod ros2_common;
+use ros2_common::{ros2_env, same_cdr, unhex, Process};
 
 const COUNT: usize = 300;
 const LATE_COUNT: usize = 50;
 const TRANSIENT_COUNT: usize = 5;
-
-fn ros2_env() -> (PathBuf, PathBuf) {
-    assert_eq!(
-        std::env::var("FLEETREC_ROS2").as_deref(),
-        Ok("1"),
-        "ROS 2 tests need the ROS 2 env and a network namespace: run scripts/test-ros2.sh"
-    );
-    let venv = PathBuf::from(std::env::var("FLEETREC_ROS2_VENV").expect("FLEETREC_ROS2_VENV (source target/ros2.env)"));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ros2_publisher.py");
-    (venv.join("bin/python"), script)
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
-
-/// Whether `recorded` is the CDR `sent` (the bytes the publisher handed to `publish`): byte for
-/// byte, plus the zero padding to a multiple of 4 bytes that Fast DDS may add to a serialized
-/// payload on the wire (rosbag2 stores the wire form, as we do).
-fn same_cdr(recorded: &[u8], sent: &[u8]) -> bool {
-    (recorded.len() == sent.len() || recorded.len() == sent.len().next_multiple_of(4))
-        && recorded.starts_with(sent)
-        && recorded[sent.len()..].iter().all(|&b| b == 0)
-}
 
 #[derive(Default, Debug)]
 struct Published {
     by_topic: BTreeMap<String, Vec<Vec<u8>>>,
     types: HashMap<String, String>,
     late_match_s: Option<f64>,
+    qos_match_s: Option<f64>,
 }
 
 fn read_published(path: &std::path::Path) -> Published {
@@ -59,6 +37,7 @@ fn read_published(path: &std::path::Path) -> Published {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         if v["done"] == true {
             p.late_match_s = v["late_match_s"].as_f64();
+            p.qos_match_s = v["qos_match_s"].as_f64();
             continue;
         }
         let topic = v["topic"].as_str().unwrap().to_string();
@@ -66,16 +45,6 @@ fn read_published(path: &std::path::Path) -> Published {
         p.by_topic.entry(topic).or_default().push(unhex(v["hex"].as_str().unwrap()));
     }
     p
-}
-
-/// The publisher process, killed and reaped if the test ends before it does.
-struct Publisher(std::process::Child);
-
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[derive(Debug)]
@@ -98,20 +67,18 @@ fn ros2_two_robots_any_type_recorded_byte_exact_without_loss() {
     let plane = Plane::open("test-subscriber", &cfg.pipeline).unwrap();
     let messages = plane.message_subscriber().unwrap();
     let topics_sub = plane.topic_subscriber().unwrap();
-    let mut ingest = Stage::start("ingest", &env.config, &["--source", "ros2"], env.dir.path());
+    let mut ingest = Process::ingest(&env.config, 0, env.dir.path().join("ingest.log"));
     let out = env.dir.path().join("published.jsonl");
     let pub_log = env.dir.path().join("publisher.log");
-    let mut publisher = Publisher(
+    let mut publisher = Process::start(
         Command::new(&python)
             .arg(&script)
-            .args(["--robots", "robot1,robot2", "--rate", "100"])
+            .args(["--robots", "robot1,robot2", "--rate", "100", "--qos-change"])
+            .env("ROS_DOMAIN_ID", "0")
             .args(["--count", &COUNT.to_string(), "--late-count", &LATE_COUNT.to_string()])
             .arg("--out")
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&pub_log).unwrap())
-            .spawn()
-            .expect("start the rclpy publisher"),
+            .arg(&out),
+        pub_log.clone(),
     );
 
     let mut topics: HashMap<u32, TopicInfo> = HashMap::new();
@@ -135,7 +102,7 @@ fn ros2_two_robots_any_type_recorded_byte_exact_without_loss() {
             got = true;
         }
         if publisher_done.is_none() {
-            if let Some(status) = publisher.0.try_wait().unwrap() {
+            if let Some(status) = publisher.exited() {
                 let log = std::fs::read_to_string(&pub_log).unwrap_or_default();
                 assert!(status.success(), "publisher failed: {status}\n{log}\ningest:\n{}", ingest.log_text());
                 publisher_done = Some(Instant::now());
@@ -150,8 +117,7 @@ fn ros2_two_robots_any_type_recorded_byte_exact_without_loss() {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
-    ingest.signal(Signal::SIGTERM);
-    assert!(ingest.wait(Duration::from_secs(10)).success(), "{}", ingest.log_text());
+    assert!(ingest.stop(), "ingest did not stop cleanly:\n{}", ingest.log_text());
 
     let published = read_published(&out);
     let by_name: HashMap<&str, &TopicInfo> = topics.values().map(|t| (t.name.as_str(), t)).collect();
@@ -170,6 +136,10 @@ fn ros2_two_robots_any_type_recorded_byte_exact_without_loss() {
         for (i, r) in got.iter().enumerate() {
             assert_eq!(r.sequence, i as u64 + 1, "{topic}: sequence gap (dropped in ingest)");
             assert!(r.publish_time_ns > 0 && r.publish_time_ns <= r.receive_time_ns + 1_000_000_000, "{topic}");
+        }
+        if topic.ends_with("/qos_change") {
+            check_qos_change(topic, got, sent);
+            continue;
         }
         if topic.ends_with("/scan_be") {
             // Best effort: recorded, every byte as sent (loss is allowed by the QoS).
@@ -196,7 +166,37 @@ fn ros2_two_robots_any_type_recorded_byte_exact_without_loss() {
     assert!(odom.definition.contains("\nMSG: geometry_msgs/PoseWithCovariance\n"), "{}", odom.definition);
     assert!(by_name["/robot2/map_tl"].qos.contains("durability: transient_local"));
     assert!(by_name["/robot1/scan_be"].qos.contains("reliability: best_effort"));
+    assert!(
+        published.qos_match_s.is_some(),
+        "the best-effort publisher that joined /robot1/qos_change was never matched: ingest did not re-subscribe"
+    );
     let late = published.late_match_s.expect("late topic created");
     eprintln!("late topic subscribed {late:.3} s after it was created");
     assert!(late < 1.0, "a topic created mid-run must be recorded within 1 s (took {late:.3} s)");
+}
+
+/// `/robot1/qos_change`: a reliable transient-local publisher (with history from before the
+/// recorder existed), joined halfway by a best-effort one. Everything sent while the topic had
+/// only the reliable publisher is recorded, byte exact and in order; after the join the reader
+/// is best effort (loss is allowed by the QoS, but not duplicates), and the best-effort
+/// publisher's messages are recorded too.
+fn check_qos_change(topic: &str, got: &[Received], sent: &[Vec<u8>]) {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let joined_at = sent.iter().position(|s| text(s).contains("qos best effort")).expect("best-effort publisher sent");
+    // The reliable message of the iteration that created the best-effort publisher went out
+    // before it: everything up to there was published to a reliable reader only.
+    let before = &sent[..joined_at - 1];
+    assert!(got.len() >= before.len(), "{topic}: {} recorded, {} sent before the join", got.len(), before.len());
+    for (i, s) in before.iter().enumerate() {
+        assert!(same_cdr(&got[i].payload, s), "{topic} #{i}: recorded {:?}, sent {:?}", text(&got[i].payload), text(s));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for r in got {
+        let i = sent.iter().position(|s| same_cdr(&r.payload, s));
+        let i = i.unwrap_or_else(|| panic!("{topic}: recorded bytes never sent: {:?}", text(&r.payload)));
+        assert!(seen.insert(i), "{topic}: {:?} recorded twice (re-subscription duplicated it)", text(&sent[i]));
+    }
+    let best_effort = got.iter().filter(|r| text(&r.payload).contains("qos best effort")).count();
+    assert!(best_effort > 0, "{topic}: no message of the best-effort publisher recorded");
+    eprintln!("{topic}: {} of {} recorded ({best_effort} from the best-effort publisher)", got.len(), sent.len());
 }

@@ -5,14 +5,21 @@
 //! - Routing: namespace -> robot, include/exclude regexes ([`robots`]).
 //! - Any type: type support loaded at run time, serialized takes ([`serialized`]); a type
 //!   whose support is missing is reported once, with the package to install.
-//! - QoS adapted to the topic's publishers ([`qos`]); definitions in rosbag2's `ros2msg` form
-//!   ([`definition`]) announced with the topic.
+//! - QoS adapted to the topic's publishers ([`qos`]) when subscribing, and checked again on
+//!   every discovery poll: when the publishers change so that another QoS is needed (a
+//!   best-effort publisher joins a reliable topic, a transient-local one replaces a volatile
+//!   one, ...), the subscription is replaced without losing or duplicating messages
+//!   ([`SerializedNode::replace`]); each replacement is logged and counted. Definitions in
+//!   rosbag2's `ros2msg` form ([`definition`]) are announced with the topic.
 //! - One thread: it waits on an rcl wait set, drains every ready subscription and forwards each
 //!   message with [`Forwarder::forward`], which never blocks past the pipeline's bound and
 //!   counts what it could not deliver, per topic. Nothing is queued in between.
 //!
-//! One process records one ROS domain (`ROS_DOMAIN_ID`); robots on separate domains run one
-//! ingest each, all feeding the same writer.
+//! One process records one ROS domain (`ROS_DOMAIN_ID`, default 0) and only the robots of that
+//! domain ([`robots`]); robots on separate domains run one ingest each, all feeding the same
+//! writer. The processes agree on robot ids (indexes into the configured robot list), and topic
+//! ids of a domain other than 0 are scoped by the domain ([`Forwarder::set_topic_id_scope`]),
+//! so the same topic name on two domains never shares an id.
 
 pub mod definition;
 pub mod qos;
@@ -28,8 +35,8 @@ use shared::plane::{ControlCommand, Plane, PlaneError, Stage, StageState};
 
 use crate::forward::{Forwarder, TopicHandle};
 use definition::DefinitionResolver;
-use robots::{FilterError, RobotMap, Route};
-use serialized::{SerializedNode, SubscriptionId};
+use robots::{DomainIdError, FilterError, RobotMap, Route};
+use serialized::{SerializedNode, SubscriptionId, Taken};
 
 /// How often the ROS graph is polled for new topics.
 pub const DISCOVERY_INTERVAL: Duration = Duration::from_millis(250);
@@ -45,6 +52,9 @@ pub enum Ros2Error {
     /// A bad include/exclude regex.
     #[error(transparent)]
     Filter(#[from] FilterError),
+    /// A bad `ROS_DOMAIN_ID`.
+    #[error(transparent)]
+    Domain(#[from] DomainIdError),
     /// r2r (context, graph node).
     #[error("ros 2: {0}")]
     R2r(#[from] r2r::Error),
@@ -55,6 +65,21 @@ pub enum Ros2Error {
 
 struct Recorded {
     type_name: String,
+    subscription: SubscriptionId,
+    handle: TopicHandle,
+    qos: r2r::QosProfile,
+}
+
+/// Forwards one taken message (drops are counted per topic by the forwarder).
+fn forward_taken(fwd: &mut Forwarder, handle: TopicHandle, msg: Taken<'_>) {
+    let stamp = if msg.source_timestamp_ns > 0 {
+        msg.source_timestamp_ns
+    } else if msg.received_timestamp_ns > 0 {
+        msg.received_timestamp_ns
+    } else {
+        shared::time::now_ns()
+    };
+    let _ = fwd.forward(handle, stamp, msg.bytes);
 }
 
 /// Discovery state and the subscriptions of one ingest process.
@@ -67,6 +92,8 @@ pub struct Ros2Source {
     by_subscription: Vec<TopicHandle>,
     skipped: HashSet<String>,
     failed_types: HashSet<String>,
+    qos_changes: u64,
+    redelivered: u64,
 }
 
 impl std::fmt::Debug for Ros2Source {
@@ -90,7 +117,19 @@ impl Ros2Source {
             by_subscription: Vec::new(),
             skipped: HashSet::new(),
             failed_types: HashSet::new(),
+            qos_changes: 0,
+            redelivered: 0,
         })
+    }
+
+    /// How many subscriptions were replaced because their publishers' QoS changed.
+    pub fn qos_changes(&self) -> u64 {
+        self.qos_changes
+    }
+
+    /// Messages a replacement subscription received again and skipped (already recorded).
+    pub fn redelivered(&self) -> u64 {
+        self.redelivered
     }
 
     /// Number of recorded topics.
@@ -98,8 +137,10 @@ impl Ros2Source {
         self.topics.len()
     }
 
-    /// Polls the graph once and subscribes to every new topic that has publishers.
-    pub fn discover(&mut self, fwd: &mut Forwarder) {
+    /// Polls the graph once, subscribes to every new topic that has publishers, and adapts the
+    /// subscriptions whose publishers now need another QoS. Messages taken while replacing a
+    /// subscription are forwarded unless `paused`.
+    pub fn discover(&mut self, fwd: &mut Forwarder, paused: bool) {
         let names = match self.graph.get_topic_names_and_types() {
             Ok(n) => n,
             Err(e) => {
@@ -120,6 +161,17 @@ impl Ros2Source {
                     self.skipped.insert(topic);
                     continue;
                 }
+                Route::OtherDomain(id) => {
+                    let robot = fwd.robots().get(usize::from(id)).cloned().unwrap_or_default();
+                    tracing::info!(
+                        topic,
+                        robot,
+                        domain = self.robots.domain_id(),
+                        "not recorded here: its robot is configured on another ROS domain"
+                    );
+                    self.skipped.insert(topic);
+                    continue;
+                }
             };
             let Some(type_name) = types.first().cloned() else { continue };
             if types.len() > 1 {
@@ -129,6 +181,48 @@ impl Ros2Source {
                 continue;
             }
             self.subscribe(fwd, robot_id, &topic, &type_name);
+        }
+        self.adapt_qos(fwd, paused);
+    }
+
+    /// Re-reads the publishers of every recorded topic and replaces a subscription whose QoS
+    /// no longer fits them (reliability or durability differ from what [`qos::adapt`] picks).
+    fn adapt_qos(&mut self, fwd: &mut Forwarder, paused: bool) {
+        let mut topics: Vec<String> = self.topics.keys().cloned().collect();
+        topics.sort();
+        for topic in topics {
+            let publishers = match self.graph.get_publishers_info_by_topic(&topic, false) {
+                Ok(p) if !p.is_empty() => p,
+                // Publishers gone (or the query failed): keep the subscription as it is.
+                _ => continue,
+            };
+            let offered: Vec<_> = publishers.into_iter().map(|p| p.qos_profile).collect();
+            let wanted = qos::adapt(&offered);
+            let Some(rec) = self.topics.get_mut(&topic) else { continue };
+            if qos::same_policies(&rec.qos, &wanted) {
+                continue;
+            }
+            let handle = rec.handle;
+            let replaced = self.node.replace(rec.subscription, wanted.clone().into(), |_, msg| {
+                if !paused {
+                    forward_taken(fwd, handle, msg);
+                }
+            });
+            match replaced {
+                Ok(drained) => {
+                    self.qos_changes += 1;
+                    tracing::warn!(
+                        topic,
+                        from = %qos::describe(&rec.qos).replace('\n', " "),
+                        to = %qos::describe(&wanted).replace('\n', " "),
+                        drained,
+                        qos_changes = self.qos_changes,
+                        "publishers' QoS changed: subscription replaced"
+                    );
+                    rec.qos = wanted;
+                }
+                Err(e) => tracing::error!(topic, error = %e, "cannot re-subscribe with the publishers' QoS; retrying"),
+            }
         }
     }
 
@@ -165,7 +259,10 @@ impl Ros2Source {
         let handle = fwd.announce(robot_id, topic, type_name, &definition, &qos::describe(&qos));
         debug_assert_eq!(id.0, self.by_subscription.len());
         self.by_subscription.push(handle);
-        self.topics.insert(topic.to_string(), Recorded { type_name: type_name.to_string() });
+        self.topics.insert(
+            topic.to_string(),
+            Recorded { type_name: type_name.to_string(), subscription: id, handle, qos: qos.clone() },
+        );
         tracing::info!(topic, type_name, qos = %qos::describe(&qos).replace('\n', " "), "recording");
     }
 
@@ -174,21 +271,13 @@ impl Ros2Source {
     pub fn pump(&mut self, fwd: &mut Forwarder, timeout: Duration, paused: bool) -> Result<usize, Ros2Error> {
         self.node.wait(timeout)?;
         let by_subscription = &self.by_subscription;
-        let taken = self.node.take_ready(|SubscriptionId(i), msg| {
+        let (taken, skipped) = self.node.take_ready(|SubscriptionId(i), msg| {
             let Some(&handle) = by_subscription.get(i) else { return };
-            if paused {
-                return;
+            if !paused {
+                forward_taken(fwd, handle, msg);
             }
-            let stamp = if msg.source_timestamp_ns > 0 {
-                msg.source_timestamp_ns
-            } else if msg.received_timestamp_ns > 0 {
-                msg.received_timestamp_ns
-            } else {
-                shared::time::now_ns()
-            };
-            // Drops are counted per topic by the forwarder.
-            let _ = fwd.forward(handle, stamp, msg.bytes);
         });
+        self.redelivered += skipped as u64;
         fwd.wake();
         Ok(taken)
     }
@@ -201,22 +290,36 @@ impl Ros2Source {
 
 /// Runs the ROS 2 ingest until stopped (signal or control `stop`).
 pub fn run(config: &Config) -> Result<(), Ros2Error> {
-    let robots = RobotMap::new(config)?;
+    let domain = robots::domain_from_env()?;
+    let robots = RobotMap::new(config, domain)?;
+    if config.robots.iter().any(|r| r.domain_id.is_some()) && !config.robots.iter().any(|r| r.domain_id == Some(domain))
+    {
+        tracing::warn!(
+            domain,
+            "no [[robots]] entry has domain_id = {domain}: this ingest records only robots without a domain_id and `ingest.default_robot`"
+        );
+    }
     let plane = Plane::open("ingest", &config.pipeline)?;
     let control = ControlServer::new(&plane, Stage::Ingest)?;
     let mut fwd = Forwarder::new(&plane, robots.names())?;
+    fwd.set_topic_id_scope(domain);
+    let served: Vec<String> = robots.served().into_iter().map(String::from).collect();
+    let fallback = robots.fallback().to_string();
     let mut source = Ros2Source::new(robots)?;
     tracing::info!(
         robots = ?fwd.robots(),
-        domain = std::env::var("ROS_DOMAIN_ID").unwrap_or_else(|_| "0".into()),
+        ?served,
+        fallback,
+        domain,
         pipeline = %config.pipeline.name,
         "ingest running (ros2)"
     );
+    let detail = format!("ros2 domain {domain}");
     let status_every = Duration::from_millis(config.pipeline.status_interval_ms);
     let mut next_status = Instant::now();
     let mut next_discovery = Instant::now();
     let mut paused = false;
-    fwd.publish_status(StageState::Running, "ros2");
+    fwd.publish_status(StageState::Running, &detail);
     while !shared::shutdown::requested() {
         control.poll(|command, _arg| match command {
             ControlCommand::Pause => {
@@ -235,18 +338,24 @@ pub fn run(config: &Config) -> Result<(), Ros2Error> {
         });
         let now = Instant::now();
         if now >= next_discovery {
-            source.discover(&mut fwd);
+            source.discover(&mut fwd, paused);
             next_discovery = now + DISCOVERY_INTERVAL;
         }
         if now >= next_status {
             let state = if paused { StageState::Paused } else { StageState::Running };
-            fwd.publish_status(state, "ros2");
+            fwd.publish_status(state, &detail);
             next_status = now + status_every;
         }
         let until = next_discovery.min(next_status).saturating_duration_since(Instant::now());
         source.pump(&mut fwd, until.min(MAX_WAIT), paused)?;
     }
     fwd.publish_status(StageState::Stopping, "stopping");
-    tracing::info!(topics = source.topic_count(), dropped = fwd.dropped(), "ingest stopped");
+    tracing::info!(
+        topics = source.topic_count(),
+        dropped = fwd.dropped(),
+        qos_changes = source.qos_changes(),
+        redelivered_skipped = source.redelivered(),
+        "ingest stopped"
+    );
     Ok(())
 }

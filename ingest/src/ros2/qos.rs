@@ -25,6 +25,14 @@ pub fn adapt(offered: &[QosProfile]) -> QosProfile {
     }
 }
 
+/// Whether two subscription profiles have the same reliability and durability (the policies
+/// that decide which publishers match and whether history is received).
+pub fn same_policies(a: &QosProfile, b: &QosProfile) -> bool {
+    let rel = |q: &QosProfile| matches!(q.reliability, ReliabilityPolicy::Reliable);
+    let tl = |q: &QosProfile| matches!(q.durability, DurabilityPolicy::TransientLocal);
+    rel(a) == rel(b) && tl(a) == tl(b)
+}
+
 /// The QoS text announced with a topic (same keys as the synthetic source's).
 pub fn describe(q: &QosProfile) -> String {
     let reliability = match q.reliability {
@@ -52,10 +60,14 @@ mod tests {
         assert!(matches!(q.reliability, ReliabilityPolicy::Reliable));
         assert!(matches!(q.durability, DurabilityPolicy::TransientLocal));
         assert_eq!(q.depth, MIN_DEPTH);
-        let q = adapt(&[rel_tl, be]);
+        let q = adapt(&[rel_tl.clone(), be]);
         assert!(matches!(q.reliability, ReliabilityPolicy::BestEffort));
         assert!(matches!(q.durability, DurabilityPolicy::Volatile));
         assert_eq!(q.depth, 2000);
         assert!(describe(&q).contains("reliability: best_effort\n"));
+        // A best-effort publisher joining a reliable transient-local topic needs a new reader.
+        let before = adapt(std::slice::from_ref(&rel_tl));
+        assert!(!same_policies(&before, &q));
+        assert!(same_policies(&before, &adapt(&[rel_tl.clone(), rel_tl.keep_last(100)])));
     }
 }

@@ -135,13 +135,82 @@ pub struct Taken<'a> {
     pub source_timestamp_ns: u64,
     /// The middleware's receive timestamp (ns since the epoch), 0 if none.
     pub received_timestamp_ns: u64,
+    /// The GID of the publisher that sent it.
+    pub publisher_gid: [u8; RMW_GID_STORAGE_SIZE as usize],
+    /// The publisher's sequence number of this message (1, 2, ...), 0 if the middleware gave none.
+    pub publication_sequence: u64,
 }
+
+/// A publisher's GID (the middleware's endpoint id).
+type Gid = [u8; RMW_GID_STORAGE_SIZE as usize];
 
 struct Subscription {
     // Boxed: the wait set stores its address.
     handle: Box<rcl_subscription_t>,
     buffer: rcl_serialized_message_t,
     topic: String,
+    type_name: String,
+    /// After a re-subscription: per publisher, the last publication sequence number the
+    /// previous subscription took. The new one skips what it redelivers (history of transient
+    /// local publishers, messages in flight to both); an entry goes once that publisher sends
+    /// something newer.
+    taken_before: HashMap<Gid, u64>,
+}
+
+/// Takes every queued message of one subscription. Returns (taken and passed on, skipped as
+/// already taken by the subscription this one replaced).
+fn take_all(
+    s: &mut Subscription,
+    id: SubscriptionId,
+    on_message: &mut impl FnMut(SubscriptionId, Taken<'_>),
+) -> (usize, usize) {
+    let (mut taken, mut skipped) = (0, 0);
+    loop {
+        // SAFETY: the subscription and buffer were initialised in `subscribe`; rcl resizes the
+        // buffer with its allocator as needed and sets `buffer_length`; the message info is
+        // plain data.
+        let (ret, info) = unsafe {
+            let mut info = rmw_get_zero_initialized_message_info();
+            let ret = rcl_take_serialized_message(s.handle.as_ref(), &mut s.buffer, &mut info, std::ptr::null_mut());
+            (ret, info)
+        };
+        if ret == RCL_RET_SUBSCRIPTION_TAKE_FAILED as rcl_ret_t {
+            break;
+        }
+        if let Err(e) = check("rcl_take_serialized_message", ret) {
+            tracing::error!(topic = %s.topic, error = %e, "could not take a message");
+            break;
+        }
+        if !s.taken_before.is_empty() && info.publication_sequence_number > 0 {
+            let gid = info.publisher_gid.data;
+            if let Some(&last) = s.taken_before.get(&gid) {
+                if info.publication_sequence_number <= last {
+                    skipped += 1;
+                    continue;
+                }
+                s.taken_before.remove(&gid);
+            }
+        }
+        let bytes = if s.buffer.buffer.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: rcl filled `buffer_length` bytes at `buffer`; the slice lives only during
+            // the callback, before the next take reuses the buffer.
+            unsafe { std::slice::from_raw_parts(s.buffer.buffer, s.buffer.buffer_length) }
+        };
+        taken += 1;
+        on_message(
+            id,
+            Taken {
+                bytes,
+                source_timestamp_ns: u64::try_from(info.source_timestamp).unwrap_or(0),
+                received_timestamp_ns: u64::try_from(info.received_timestamp).unwrap_or(0),
+                publisher_gid: info.publisher_gid.data,
+                publication_sequence: info.publication_sequence_number,
+            },
+        );
+    }
+    (taken, skipped)
 }
 
 /// An rcl node with serialized subscriptions and a wait set over them.
@@ -213,11 +282,40 @@ impl SerializedNode {
         type_name: &str,
         qos: rmw_qos_profile_t,
     ) -> Result<SubscriptionId, SubscribeError> {
+        let handle = self.subscription_handle(topic, type_name, qos)?;
+        // SAFETY: a zero-initialised array initialised with the default allocator; finalised in
+        // `Drop` (or right here, with the subscription, if it fails).
+        let (buffer, ret) = unsafe {
+            let mut buffer = rcutils_get_zero_initialized_uint8_array();
+            let ret = rcutils_uint8_array_init(&mut buffer, 4096, &rcutils_get_default_allocator());
+            (buffer, ret)
+        };
+        if let Err(e) = check("rcutils_uint8_array_init", ret) {
+            self.fini_handle(handle);
+            return Err(e.into());
+        }
+        self.subscriptions.push(Subscription {
+            handle,
+            buffer,
+            topic: topic.to_string(),
+            type_name: type_name.to_string(),
+            taken_before: HashMap::new(),
+        });
+        self.ready.push(false);
+        Ok(SubscriptionId(self.subscriptions.len() - 1))
+    }
+
+    fn subscription_handle(
+        &mut self,
+        topic: &str,
+        type_name: &str,
+        qos: rmw_qos_profile_t,
+    ) -> Result<Box<rcl_subscription_t>, SubscribeError> {
         let ts = self.type_supports.get(type_name)?;
         let c_topic = CString::new(topic).map_err(|_| SubscribeError::BadTopic(topic.to_string()))?;
         // SAFETY: `ts` points to a static type support struct of a library kept loaded; the
-        // node is initialised; the subscription and buffer are zero-initialised before init and
-        // finalised in `Drop`.
+        // node is initialised; the subscription is zero-initialised and boxed before init (rcl
+        // keeps its address) and finalised by `fini_handle` or `Drop`.
         unsafe {
             let mut handle = Box::new(rcl_get_zero_initialized_subscription());
             let mut options = rcl_subscription_get_default_options();
@@ -226,16 +324,48 @@ impl SerializedNode {
                 "rcl_subscription_init",
                 rcl_subscription_init(handle.as_mut(), self.node.as_ref(), ts, c_topic.as_ptr(), &options),
             )?;
-            let mut buffer = rcutils_get_zero_initialized_uint8_array();
-            let ret = rcutils_uint8_array_init(&mut buffer, 4096, &rcutils_get_default_allocator());
-            if let Err(e) = check("rcutils_uint8_array_init", ret) {
-                rcl_subscription_fini(handle.as_mut(), self.node.as_mut());
-                return Err(e.into());
-            }
-            self.subscriptions.push(Subscription { handle, buffer, topic: topic.to_string() });
+            Ok(handle)
         }
-        self.ready.push(false);
-        Ok(SubscriptionId(self.subscriptions.len() - 1))
+    }
+
+    fn fini_handle(&mut self, mut handle: Box<rcl_subscription_t>) {
+        // SAFETY: `handle` was initialised on this node by `subscription_handle` and is no
+        // longer in the wait set (it is cleared and refilled before every wait).
+        let ret = unsafe { rcl_subscription_fini(handle.as_mut(), self.node.as_mut()) };
+        if let Err(e) = check("rcl_subscription_fini", ret) {
+            tracing::warn!(error = %e, "could not finalise a replaced subscription");
+        }
+    }
+
+    /// Replaces subscription `id` by one with `qos` (same topic and type; the id stays). The new
+    /// subscription exists before the old one goes, and the old one's queue is taken (through
+    /// `on_message`) before it is finalised, so nothing is lost in between; what the new one
+    /// receives again (transient local history, messages in flight) is recognised by publisher
+    /// GID and publication sequence number and skipped. Returns how many the old one still had.
+    pub fn replace(
+        &mut self,
+        id: SubscriptionId,
+        qos: rmw_qos_profile_t,
+        mut on_message: impl FnMut(SubscriptionId, Taken<'_>),
+    ) -> Result<usize, SubscribeError> {
+        let Some((topic, type_name)) = self.subscriptions.get(id.0).map(|s| (s.topic.clone(), s.type_name.clone()))
+        else {
+            return Err(SubscribeError::BadTopic(format!("subscription #{}", id.0)));
+        };
+        let new_handle = self.subscription_handle(&topic, &type_name, qos)?;
+        let Some(s) = self.subscriptions.get_mut(id.0) else { return Ok(0) };
+        let mut last: HashMap<Gid, u64> = std::mem::take(&mut s.taken_before);
+        let (taken, _) = take_all(s, id, &mut |i, msg: Taken<'_>| {
+            if msg.publication_sequence > 0 {
+                let e = last.entry(msg.publisher_gid).or_insert(0);
+                *e = (*e).max(msg.publication_sequence);
+            }
+            on_message(i, msg);
+        });
+        s.taken_before = last;
+        let old = std::mem::replace(&mut s.handle, new_handle);
+        self.fini_handle(old);
+        Ok(taken)
     }
 
     /// The topic of a subscription.
@@ -299,49 +429,19 @@ impl SerializedNode {
     }
 
     /// Takes every queued message of the subscriptions the last [`wait`](Self::wait) found
-    /// ready, calling `on_message` for each. Returns the number taken.
-    pub fn take_ready(&mut self, mut on_message: impl FnMut(SubscriptionId, Taken<'_>)) -> usize {
-        let mut taken = 0;
+    /// ready, calling `on_message` for each. Returns the number taken, and the number skipped
+    /// as already taken before a re-subscription ([`replace`](Self::replace)).
+    pub fn take_ready(&mut self, mut on_message: impl FnMut(SubscriptionId, Taken<'_>)) -> (usize, usize) {
+        let (mut taken, mut skipped) = (0, 0);
         for (i, s) in self.subscriptions.iter_mut().enumerate() {
             if !self.ready.get(i).copied().unwrap_or(false) {
                 continue;
             }
-            loop {
-                // SAFETY: the subscription and buffer were initialised in `subscribe`; rcl
-                // resizes the buffer with its allocator as needed and sets `buffer_length`;
-                // the message info is plain data.
-                let (ret, info) = unsafe {
-                    let mut info = rmw_get_zero_initialized_message_info();
-                    let ret =
-                        rcl_take_serialized_message(s.handle.as_ref(), &mut s.buffer, &mut info, std::ptr::null_mut());
-                    (ret, info)
-                };
-                if ret == RCL_RET_SUBSCRIPTION_TAKE_FAILED as rcl_ret_t {
-                    break;
-                }
-                if let Err(e) = check("rcl_take_serialized_message", ret) {
-                    tracing::error!(topic = %s.topic, error = %e, "could not take a message");
-                    break;
-                }
-                let bytes = if s.buffer.buffer.is_null() {
-                    &[][..]
-                } else {
-                    // SAFETY: rcl filled `buffer_length` bytes at `buffer`; the slice lives
-                    // only during the callback, before the next take reuses the buffer.
-                    unsafe { std::slice::from_raw_parts(s.buffer.buffer, s.buffer.buffer_length) }
-                };
-                taken += 1;
-                on_message(
-                    SubscriptionId(i),
-                    Taken {
-                        bytes,
-                        source_timestamp_ns: u64::try_from(info.source_timestamp).unwrap_or(0),
-                        received_timestamp_ns: u64::try_from(info.received_timestamp).unwrap_or(0),
-                    },
-                );
-            }
+            let (t, k) = take_all(s, SubscriptionId(i), &mut on_message);
+            taken += t;
+            skipped += k;
         }
-        taken
+        (taken, skipped)
     }
 }
 
