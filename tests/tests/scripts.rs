@@ -12,7 +12,7 @@ use fleetrec_tests::{bin, nodes_of_pid, status_json, wait_status, TestEnv};
 fn script(name: &str, args: &[&str], cwd: &Path) -> (bool, String) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let bin_dir = bin("ingest").parent().unwrap().to_path_buf();
-    for stage in ["writer", "uploader"] {
+    for stage in ["writer", "uploader", "exporter"] {
         bin(stage);
     }
     let out = Command::new("bash")
