@@ -85,6 +85,11 @@ pub fn clean_dead_nodes() -> usize {
                     removed += 1;
                     tracing::info!(?pid, "removed stale iceoryx2 resources of a dead process");
                 }
+                // A node without details is often one another process is creating right now
+                // (no details written yet): not worth a warning at every start.
+                Err(e) if pid.is_none() => {
+                    tracing::debug!(?e, "could not remove the resources of a node without details")
+                }
                 Err(e) => tracing::warn!(?pid, ?e, "could not remove stale iceoryx2 resources"),
             }
         }
