@@ -15,7 +15,7 @@ SECONDS_TO_RUN="${1:-20}"
 scripts/setup-ros2.sh
 # shellcheck disable=SC1091
 . target/ros2.env
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-ros2}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 cargo build --release -p writer
 cargo build --release -p ingest --features ros2
 BIN="$CARGO_TARGET_DIR/release"

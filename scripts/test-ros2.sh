@@ -2,15 +2,15 @@
 # The ROS 2 tests, as CI runs them: sets up ROS 2 from the PyPI wheels (scripts/setup-ros2.sh),
 # builds ingest with the `ros2` feature, checks it (clippy, unit tests), then runs the
 # tests/tests/ros2_*.rs tests inside a private network namespace (DDS stays on this machine).
-# Needs root for the namespace (unshare -n). Target dir: $CARGO_TARGET_DIR (default target-ros2,
-# so the ROS build does not invalidate the plain build's artifacts).
+# Needs root for the namespace (unshare -n). Target dir: $CARGO_TARGET_DIR (default target; the
+# ROS env's RUSTFLAGS give its artifacts their own hashes, so they sit beside the plain build's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 scripts/setup-ros2.sh
 # shellcheck disable=SC1091
 . target/ros2.env
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-ros2}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 NETNS_RUN="${FLEETREC_NETNS_RUN:-$ROOT/../shared/tools/netns-run}"
 cargo clippy -p ingest --all-targets --features ros2 -- -D warnings
 cargo build -p ingest --features ros2

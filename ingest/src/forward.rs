@@ -243,6 +243,19 @@ impl Forwarder {
         result
     }
 
+    /// Counts `n` messages of a topic that were lost before they reached this process (a source
+    /// that sees gaps, e.g. ROS 2 publication sequence numbers): dropped, and given sequence
+    /// numbers, so they show as a gap downstream like every other drop.
+    pub fn count_lost(&mut self, h: TopicHandle, n: u64) {
+        let Some(t) = self.topics.get_mut(h.0) else { return };
+        t.sequence += n;
+        t.dropped += n;
+        if !t.reported_error {
+            t.reported_error = true;
+            tracing::error!(topic = %t.info.name, lost = n, "messages lost before ingest took them (counted as dropped; further losses of this topic are only counted)");
+        }
+    }
+
     /// Wakes the consumers if messages were sent since the last wake. Call once per batch.
     pub fn wake(&mut self) {
         if self.sent_since_wake > 0 {

@@ -145,7 +145,9 @@ fn ros2_one_ingest_per_domain_feeds_one_pipeline() {
             let got = received.get(&t.topic_id).map(Vec::as_slice).unwrap_or_default();
             report.push(format!("{robot}{topic}: {} of {}", got.len(), sent.len()));
             for (i, r) in got.iter().enumerate() {
-                assert_eq!(r.sequence, i as u64 + 1, "{topic}: sequence gap (dropped in ingest)");
+                if !topic.ends_with("/scan_be") {
+                    assert_eq!(r.sequence, i as u64 + 1, "{topic}: sequence gap (dropped in ingest)");
+                }
                 assert_eq!(r.robot_id, robot_id, "{topic}");
                 sessions.entry(if domain == 1 { "d1" } else { "d2" }).or_default().insert(r.session);
             }

@@ -132,9 +132,18 @@ fn ros2_two_robots_any_type_recorded_byte_exact_without_loss() {
         assert!(!t.definition.is_empty(), "{topic} has no definition");
         let got = received.get(&t.topic_id).map(Vec::as_slice).unwrap_or_default();
         report.push(format!("{topic}: {} of {}", got.len(), sent.len()));
-        // Sequences are consecutive: the forwarder counts drops as gaps too.
+        // Sequences are consecutive: the forwarder counts drops as gaps too, and so messages the
+        // middleware lost (allowed by best effort only, where they leave a gap).
+        let best_effort = topic.ends_with("/scan_be") || topic.ends_with("/qos_change");
         for (i, r) in got.iter().enumerate() {
-            assert_eq!(r.sequence, i as u64 + 1, "{topic}: sequence gap (dropped in ingest)");
+            if best_effort {
+                assert!(
+                    r.sequence > i.checked_sub(1).map_or(0, |p| got[p].sequence),
+                    "{topic}: sequence not increasing"
+                );
+            } else {
+                assert_eq!(r.sequence, i as u64 + 1, "{topic}: sequence gap (dropped in ingest)");
+            }
             assert!(r.publish_time_ns > 0 && r.publish_time_ns <= r.receive_time_ns + 1_000_000_000, "{topic}");
         }
         if topic.ends_with("/qos_change") {

@@ -70,8 +70,12 @@ struct Recorded {
     qos: r2r::QosProfile,
 }
 
-/// Forwards one taken message (drops are counted per topic by the forwarder).
+/// Forwards one taken message (drops are counted per topic by the forwarder), after counting
+/// the messages the middleware lost before it as dropped.
 fn forward_taken(fwd: &mut Forwarder, handle: TopicHandle, msg: Taken<'_>) {
+    if msg.lost_before > 0 {
+        fwd.count_lost(handle, msg.lost_before);
+    }
     let stamp = if msg.source_timestamp_ns > 0 {
         msg.source_timestamp_ns
     } else if msg.received_timestamp_ns > 0 {

@@ -7,6 +7,7 @@
 //! All FFI of the ROS 2 source lives here.
 #![allow(unsafe_code)]
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::time::Duration;
@@ -139,6 +140,9 @@ pub struct Taken<'a> {
     pub publisher_gid: [u8; RMW_GID_STORAGE_SIZE as usize],
     /// The publisher's sequence number of this message (1, 2, ...), 0 if the middleware gave none.
     pub publication_sequence: u64,
+    /// Messages of the same publisher that were lost in the middleware right before this one
+    /// (a gap in its publication sequence numbers).
+    pub lost_before: u64,
 }
 
 /// A publisher's GID (the middleware's endpoint id).
@@ -150,11 +154,36 @@ struct Subscription {
     buffer: rcl_serialized_message_t,
     topic: String,
     type_name: String,
-    /// After a re-subscription: per publisher, the last publication sequence number the
-    /// previous subscription took. The new one skips what it redelivers (history of transient
-    /// local publishers, messages in flight to both); an entry goes once that publisher sends
-    /// something newer.
-    taken_before: HashMap<Gid, u64>,
+    /// Per publisher, the last publication sequence number taken (kept across a
+    /// [`SerializedNode::replace`]). A number at or below it is a redelivery (transient-local
+    /// history or messages in flight to both the old and the new subscription) and is skipped;
+    /// a jump past the next one means the middleware lost messages before we took them (the
+    /// publisher's history overran, or best-effort loss): reported in [`Taken::lost_before`].
+    last_sequence: HashMap<Gid, u64>,
+}
+
+/// Notes publication sequence number `sequence` of publisher `gid`: `None` if it was taken
+/// already (skip it), else how many of that publisher's messages were lost right before it.
+/// Sequence 0 (no number from the middleware) is never skipped and shows no loss.
+fn next_in_sequence(last_sequence: &mut HashMap<Gid, u64>, gid: Gid, sequence: u64) -> Option<u64> {
+    if sequence == 0 {
+        return Some(0);
+    }
+    match last_sequence.entry(gid) {
+        Entry::Occupied(mut last) => {
+            let before = *last.get();
+            if sequence <= before {
+                return None;
+            }
+            last.insert(sequence);
+            Some(sequence - before - 1)
+        }
+        // The first message of a publisher: what it sent before we matched is not ours.
+        Entry::Vacant(v) => {
+            v.insert(sequence);
+            Some(0)
+        }
+    }
 }
 
 /// Takes every queued message of one subscription. Returns (taken and passed on, skipped as
@@ -181,16 +210,11 @@ fn take_all(
             tracing::error!(topic = %s.topic, error = %e, "could not take a message");
             break;
         }
-        if !s.taken_before.is_empty() && info.publication_sequence_number > 0 {
-            let gid = info.publisher_gid.data;
-            if let Some(&last) = s.taken_before.get(&gid) {
-                if info.publication_sequence_number <= last {
-                    skipped += 1;
-                    continue;
-                }
-                s.taken_before.remove(&gid);
-            }
-        }
+        let sequence = info.publication_sequence_number;
+        let Some(lost_before) = next_in_sequence(&mut s.last_sequence, info.publisher_gid.data, sequence) else {
+            skipped += 1;
+            continue;
+        };
         let bytes = if s.buffer.buffer.is_null() {
             &[][..]
         } else {
@@ -206,7 +230,8 @@ fn take_all(
                 source_timestamp_ns: u64::try_from(info.source_timestamp).unwrap_or(0),
                 received_timestamp_ns: u64::try_from(info.received_timestamp).unwrap_or(0),
                 publisher_gid: info.publisher_gid.data,
-                publication_sequence: info.publication_sequence_number,
+                publication_sequence: sequence,
+                lost_before,
             },
         );
     }
@@ -299,7 +324,7 @@ impl SerializedNode {
             buffer,
             topic: topic.to_string(),
             type_name: type_name.to_string(),
-            taken_before: HashMap::new(),
+            last_sequence: HashMap::new(),
         });
         self.ready.push(false);
         Ok(SubscriptionId(self.subscriptions.len() - 1))
@@ -354,15 +379,7 @@ impl SerializedNode {
         };
         let new_handle = self.subscription_handle(&topic, &type_name, qos)?;
         let Some(s) = self.subscriptions.get_mut(id.0) else { return Ok(0) };
-        let mut last: HashMap<Gid, u64> = std::mem::take(&mut s.taken_before);
-        let (taken, _) = take_all(s, id, &mut |i, msg: Taken<'_>| {
-            if msg.publication_sequence > 0 {
-                let e = last.entry(msg.publisher_gid).or_insert(0);
-                *e = (*e).max(msg.publication_sequence);
-            }
-            on_message(i, msg);
-        });
-        s.taken_before = last;
+        let (taken, _) = take_all(s, id, &mut on_message);
         let old = std::mem::replace(&mut s.handle, new_handle);
         self.fini_handle(old);
         Ok(taken)
@@ -481,6 +498,23 @@ pub enum SubscribeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publication_sequence_numbers_reveal_redeliveries_and_losses() {
+        let mut last = HashMap::new();
+        let (a, b) = ([1; 16], [2; 16]);
+        // Joined a publisher mid-stream: no loss before its first message.
+        assert_eq!(next_in_sequence(&mut last, a, 41), Some(0));
+        assert_eq!(next_in_sequence(&mut last, a, 42), Some(0));
+        assert_eq!(next_in_sequence(&mut last, b, 1), Some(0));
+        // Redelivered (transient-local history after a re-subscription, in flight to both).
+        assert_eq!(next_in_sequence(&mut last, a, 40), None);
+        assert_eq!(next_in_sequence(&mut last, a, 42), None);
+        // The publisher's history overran: 43..=46 never reached us.
+        assert_eq!(next_in_sequence(&mut last, a, 47), Some(4));
+        assert_eq!(next_in_sequence(&mut last, b, 2), Some(0));
+        assert_eq!(next_in_sequence(&mut last, b, 0), Some(0));
+    }
 
     // Type support loading only: no rcl context, so no DDS traffic outside a namespace.
     #[test]
