@@ -21,8 +21,11 @@ cp "$CARGO_TARGET_DIR/debug/fleetrec-ingest" "$CARGO_TARGET_DIR/ros2-bin/fleetre
 mv "$CARGO_TARGET_DIR/ros2-bin/fleetrec-ingest.tmp" "$CARGO_TARGET_DIR/ros2-bin/fleetrec-ingest"
 export FLEETREC_ROS2_INGEST="$CARGO_TARGET_DIR/ros2-bin/fleetrec-ingest"
 cargo test -p ingest --features ros2
-cargo test -p fleetrec-tests --features ingest/ros2 --no-run
+# The tests only start that binary (and rclpy): they build like the plain workspace (no ROS
+# RUSTFLAGS, no feature), so CI reuses what `cargo test --workspace` built instead of compiling
+# the tests' whole dependency graph (viewer, exporter, uploader) a second time.
+env -u RUSTFLAGS cargo test -p fleetrec-tests --no-run
 tests=()
 for f in tests/tests/ros2_*.rs; do tests+=(--test "$(basename "$f" .rs)"); done
 # Everything that speaks DDS runs in the namespace: the test, the ingest and the publishers.
-"$NETNS_RUN" "FLEETREC_ROS2=1 FLEETREC_ROS2_INGEST='$FLEETREC_ROS2_INGEST' cargo test -p fleetrec-tests --features ingest/ros2 ${tests[*]} -- --ignored --nocapture"
+"$NETNS_RUN" "FLEETREC_ROS2=1 FLEETREC_ROS2_INGEST='$FLEETREC_ROS2_INGEST' env -u RUSTFLAGS cargo test -p fleetrec-tests ${tests[*]} -- --ignored --nocapture"
