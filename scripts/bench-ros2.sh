@@ -190,6 +190,12 @@ try:
         # The rclpy recorder's file is only a sink: keep the disk free.
         open(f"{work}/rclpy.bin", "r+b").truncate(0)
 finally:
+    for name, proc in (("ingest", ingest), ("rclpy recorder", sub)):
+        try:
+            hwm = [l for l in open(f"/proc/{proc.pid}/status") if l.startswith("VmHWM")][0].split()[1]
+            print(f"{name} peak RSS: {int(hwm) / 1024:.0f} MiB", flush=True)
+        except (OSError, IndexError):
+            pass
     for proc in (sub, ingest):
         proc.send_signal(signal.SIGINT if proc is sub else signal.SIGTERM)
     for proc in (sub, ingest):
