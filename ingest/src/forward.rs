@@ -187,6 +187,17 @@ impl Forwarder {
         }
     }
 
+    /// Records a topic's new QoS text and announces the topic again (same id), so the writer
+    /// stores the QoS its messages are now received with. Nothing is sent if it is unchanged.
+    pub fn update_qos(&mut self, h: TopicHandle, qos: &str) {
+        let Some(t) = self.topics.get_mut(h.0) else { return };
+        if t.info.qos != qos {
+            t.info.qos = qos.to_string();
+            let info = t.info.clone();
+            self.send_announcement(&info);
+        }
+    }
+
     /// The topic info of a handle.
     pub fn topic(&self, h: TopicHandle) -> Option<&TopicInfo> {
         self.topics.get(h.0).map(|t| &t.info)

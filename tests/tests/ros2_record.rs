@@ -175,6 +175,9 @@ fn ros2_two_robots_any_type_recorded_byte_exact_without_loss() {
     assert!(odom.definition.contains("\nMSG: geometry_msgs/PoseWithCovariance\n"), "{}", odom.definition);
     assert!(by_name["/robot2/map_tl"].qos.contains("durability: transient_local"));
     assert!(by_name["/robot1/scan_be"].qos.contains("reliability: best_effort"));
+    // Re-announced with the QoS it is recorded with after the best-effort publisher joined.
+    let qos_change = &by_name["/robot1/qos_change"].qos;
+    assert!(qos_change.contains("reliability: best_effort\ndurability: volatile"), "{qos_change}");
     assert!(
         published.qos_match_s.is_some(),
         "the best-effort publisher that joined /robot1/qos_change was never matched: ingest did not re-subscribe"

@@ -9,7 +9,8 @@
 //!   every discovery poll: when the publishers change so that another QoS is needed (a
 //!   best-effort publisher joins a reliable topic, a transient-local one replaces a volatile
 //!   one, ...), the subscription is replaced without losing or duplicating messages
-//!   ([`SerializedNode::replace`]); each replacement is logged and counted. Definitions in
+//!   ([`SerializedNode::replace`]); each replacement is logged and counted, and the topic is
+//!   announced again with the new QoS. Definitions in
 //!   rosbag2's `ros2msg` form ([`definition`]) are announced with the topic.
 //! - One thread: it waits on an rcl wait set, drains every ready subscription and forwards each
 //!   message with [`Forwarder::forward`], which never blocks past the pipeline's bound and
@@ -223,6 +224,7 @@ impl Ros2Source {
                         qos_changes = self.qos_changes,
                         "publishers' QoS changed: subscription replaced"
                     );
+                    fwd.update_qos(handle, &qos::describe(&wanted));
                     rec.qos = wanted;
                 }
                 Err(e) => tracing::error!(topic, error = %e, "cannot re-subscribe with the publishers' QoS; retrying"),
