@@ -6,7 +6,7 @@
 //! - Any type: type support loaded at run time, serialized takes ([`serialized`]); a type
 //!   whose support is missing is reported once, with the package to install.
 //! - QoS adapted to the topic's publishers ([`qos`]) when subscribing, and checked again on
-//!   every discovery poll: when the publishers change so that another QoS is needed (a
+//!   discovery polls (round robin, [`QOS_CHECKS_PER_POLL`] topics per poll): when the publishers change so that another QoS is needed (a
 //!   best-effort publisher joins a reliable topic, a transient-local one replaces a volatile
 //!   one, ...), the subscription is replaced without losing or duplicating messages
 //!   ([`SerializedNode::replace`]); each replacement is logged and counted, and the topic is
@@ -41,6 +41,10 @@ use serialized::{SerializedNode, SubscriptionId, Taken};
 
 /// How often the ROS graph is polled for new topics.
 pub const DISCOVERY_INTERVAL: Duration = Duration::from_millis(250);
+/// Most recorded topics whose publishers' QoS is re-read per discovery poll (round robin), so a
+/// graph with hundreds of topics does not keep the ingest thread from taking messages: with N
+/// topics each is re-checked every `ceil(N / QOS_CHECKS_PER_POLL)` polls.
+pub const QOS_CHECKS_PER_POLL: usize = 32;
 /// The longest single wait on the middleware (control requests are read in between).
 const MAX_WAIT: Duration = Duration::from_millis(50);
 
@@ -99,6 +103,7 @@ pub struct Ros2Source {
     failed_types: HashSet<String>,
     qos_changes: u64,
     redelivered: u64,
+    qos_cursor: usize,
 }
 
 impl std::fmt::Debug for Ros2Source {
@@ -124,6 +129,7 @@ impl Ros2Source {
             failed_types: HashSet::new(),
             qos_changes: 0,
             redelivered: 0,
+            qos_cursor: 0,
         })
     }
 
@@ -190,12 +196,17 @@ impl Ros2Source {
         self.adapt_qos(fwd, paused);
     }
 
-    /// Re-reads the publishers of every recorded topic and replaces a subscription whose QoS
-    /// no longer fits them (reliability or durability differ from what [`qos::adapt`] picks).
+    /// Re-reads the publishers of the next [`QOS_CHECKS_PER_POLL`] recorded topics and replaces
+    /// a subscription whose QoS no longer fits them (reliability or durability differ from what
+    /// [`qos::adapt`] picks).
     fn adapt_qos(&mut self, fwd: &mut Forwarder, paused: bool) {
         let mut topics: Vec<String> = self.topics.keys().cloned().collect();
         topics.sort();
-        for topic in topics {
+        let n = topics.len();
+        let start = if n == 0 { 0 } else { self.qos_cursor % n };
+        let batch: Vec<String> = topics.into_iter().cycle().skip(start).take(n.min(QOS_CHECKS_PER_POLL)).collect();
+        self.qos_cursor = start + batch.len();
+        for topic in batch {
             let publishers = match self.graph.get_publishers_info_by_topic(&topic, false) {
                 Ok(p) if !p.is_empty() => p,
                 // Publishers gone (or the query failed): keep the subscription as it is.
