@@ -267,6 +267,14 @@ impl Forwarder {
         }
     }
 
+    /// Takes back one message counted by [`count_lost`](Self::count_lost) that arrived after
+    /// all (it is forwarded now, with a new sequence number; its old number stays a gap).
+    pub fn count_recovered(&mut self, h: TopicHandle) {
+        if let Some(t) = self.topics.get_mut(h.0) {
+            t.dropped = t.dropped.saturating_sub(1);
+        }
+    }
+
     /// Wakes the consumers if messages were sent since the last wake. Call once per batch.
     pub fn wake(&mut self) {
         if self.sent_since_wake > 0 {

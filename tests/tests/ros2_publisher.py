@@ -8,14 +8,17 @@ With --no-namespace (one robot) the topics are /<name>: a robot alone on its ROS
 With --qos-change, /<robot 1>/qos_change starts with one reliable transient-local publisher
 (history published before any subscriber exists); halfway a best-effort publisher joins the
 topic, which a reliable reader does not match: the recorder must re-subscribe best effort
-(qos_match_s in the last line says when the new publisher matched; null if never).
+(qos_match_s in the last line says when the new publisher matched; null if never). Also
+/<last robot>/qos_up: a best-effort publisher, replaced at that point by a reliable
+transient-local one that publishes TRANSIENT_COUNT messages at once and then waits until the
+recorder's subscription is reliable and transient local (qos_up_match_s; null if never).
 
 Every message is serialized with rclpy.serialization.serialize_message and published as those
 bytes (publish_raw), so the CDR on the wire is exactly what is written, as a JSON line
 {"topic", "type", "hex"}, to --out: a test compares the recorded bytes with it. (Publishing the
 message object instead would re-serialize it, and CDR alignment padding is not zeroed by the
 serializer, so two serializations of one message can differ in their padding bytes.)
-The last line is {"done": true, "late_match_s": ..., "qos_match_s": ...}.
+The last line is {"done": true, "late_match_s": ..., "qos_match_s": ..., "qos_up_match_s": ...}.
 
   python ros2_publisher.py --robots robot1,robot2 --count 300 --rate 100 --out pub.jsonl
   python ros2_publisher.py --robots robot1,robot2 --count 0          # demo: run until killed
@@ -134,13 +137,17 @@ def main():
         qos_change = [topic, node.create_publisher(String, topic, TRANSIENT), None]
         for i in range(TRANSIENT_COUNT):
             send(qos_change[1], topic, "std_msgs/msg/String", String(data=f"qos history {i}"))
+    qos_up = None  # [topic, publisher (best effort, then reliable transient local)]
+    if args.qos_change and robots:
+        topic = f"{ns(robots[-1])}/qos_up"
+        qos_up = [topic, node.create_publisher(String, topic, BEST_EFFORT)]
 
     stray = (node.create_publisher(String, args.stray, RELIABLE), args.stray) if args.stray else None
 
     # Volatile reliable topics lose what is published before the recorder matches: wait for it.
     deadline = time.monotonic() + args.match_timeout
     pubs = [s[0] for s in streams] + ([best_effort[0]] if best_effort else [])
-    pubs += [qos_change[1]] if qos_change else []
+    pubs += [qos_change[1], qos_up[1]] if qos_change else []
     while any(p.get_subscription_count() == 0 for p in pubs):
         if time.monotonic() > deadline:
             print("publisher: recorder did not subscribe in time", file=sys.stderr)
@@ -152,6 +159,7 @@ def main():
     late = None
     late_match_s = None
     qos_match_s = None
+    qos_up_match_s = None
     next_t = time.monotonic()
     i = 0
     while args.count == 0 or i < args.count:
@@ -164,6 +172,8 @@ def main():
         if qos_change:
             topic, reliable, joined = qos_change
             send(reliable, topic, "std_msgs/msg/String", String(data=f"qos reliable {i}"))
+            kind = "reliable" if joined else "best effort"
+            send(qos_up[1], qos_up[0], "std_msgs/msg/String", String(data=f"qos up {kind} {i}"))
             if joined:
                 send(joined, topic, "std_msgs/msg/String", String(data=f"qos best effort {i}"))
             elif i == max(args.count // 3, 1):
@@ -176,6 +186,23 @@ def main():
                 print(f"publisher: {topic} best-effort publisher matched after {qos_match_s} s", file=sys.stderr,
                       flush=True)
                 qos_change[2] = joined
+                # /qos_up: the best-effort publisher goes, a reliable transient-local one comes.
+                topic = qos_up[0]
+                node.destroy_publisher(qos_up[1])
+                qos_up[1] = node.create_publisher(String, topic, TRANSIENT)
+                for k in range(TRANSIENT_COUNT):
+                    send(qos_up[1], topic, "std_msgs/msg/String", String(data=f"qos up history {k}"))
+
+                def upgraded():
+                    return any(e.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+                               and e.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+                               for e in node.get_subscriptions_info_by_topic(topic))
+                t0 = time.monotonic()
+                while not upgraded() and time.monotonic() < t0 + args.match_timeout:
+                    time.sleep(0.005)
+                qos_up_match_s = time.monotonic() - t0 if upgraded() else None
+                print(f"publisher: {topic} re-subscribed reliable transient local after {qos_up_match_s} s",
+                      file=sys.stderr, flush=True)
                 next_t = time.monotonic()
         if late is None and robots and i == max(args.count // 2, 1):
             topic = f"{ns(robots[-1])}/late"
@@ -197,6 +224,7 @@ def main():
     time.sleep(2.0)
     if out:
         out.write(json.dumps({"done": True, "late_match_s": late_match_s, "qos_match_s": qos_match_s,
+                              "qos_up_match_s": qos_up_match_s,
                               "count": args.count}) + "\n")
         out.close()
     node.destroy_node()

@@ -29,6 +29,7 @@ struct Published {
     types: HashMap<String, String>,
     late_match_s: Option<f64>,
     qos_match_s: Option<f64>,
+    qos_up_match_s: Option<f64>,
 }
 
 fn read_published(path: &std::path::Path) -> Published {
@@ -38,6 +39,7 @@ fn read_published(path: &std::path::Path) -> Published {
         if v["done"] == true {
             p.late_match_s = v["late_match_s"].as_f64();
             p.qos_match_s = v["qos_match_s"].as_f64();
+            p.qos_up_match_s = v["qos_up_match_s"].as_f64();
             continue;
         }
         let topic = v["topic"].as_str().unwrap().to_string();
@@ -134,7 +136,7 @@ fn ros2_two_robots_any_type_recorded_byte_exact_without_loss() {
         report.push(format!("{topic}: {} of {}", got.len(), sent.len()));
         // Sequences are consecutive: the forwarder counts drops as gaps too, and so messages the
         // middleware lost (allowed by best effort only, where they leave a gap).
-        let best_effort = topic.ends_with("/scan_be") || topic.ends_with("/qos_change");
+        let best_effort = ["/scan_be", "/qos_change", "/qos_up"].iter().any(|s| topic.ends_with(s));
         for (i, r) in got.iter().enumerate() {
             if best_effort {
                 assert!(
@@ -148,6 +150,10 @@ fn ros2_two_robots_any_type_recorded_byte_exact_without_loss() {
         }
         if topic.ends_with("/qos_change") {
             check_qos_change(topic, got, sent);
+            continue;
+        }
+        if topic.ends_with("/qos_up") {
+            check_qos_up(topic, got, sent);
             continue;
         }
         if topic.ends_with("/scan_be") {
@@ -178,6 +184,13 @@ fn ros2_two_robots_any_type_recorded_byte_exact_without_loss() {
     // Re-announced with the QoS it is recorded with after the best-effort publisher joined.
     let qos_change = &by_name["/robot1/qos_change"].qos;
     assert!(qos_change.contains("reliability: best_effort\ndurability: volatile"), "{qos_change}");
+    assert!(
+        published.qos_up_match_s.is_some(),
+        "/robot2/qos_up: a reliable transient-local publisher replaced the best-effort one, but ingest never \
+         re-subscribed reliable transient local"
+    );
+    let qos_up = &by_name["/robot2/qos_up"].qos;
+    assert!(qos_up.contains("reliability: reliable\ndurability: transient_local"), "{qos_up}");
     assert!(
         published.qos_match_s.is_some(),
         "the best-effort publisher that joined /robot1/qos_change was never matched: ingest did not re-subscribe"
@@ -211,4 +224,30 @@ fn check_qos_change(topic: &str, got: &[Received], sent: &[Vec<u8>]) {
     let best_effort = got.iter().filter(|r| text(&r.payload).contains("qos best effort")).count();
     assert!(best_effort > 0, "{topic}: no message of the best-effort publisher recorded");
     eprintln!("{topic}: {} of {} recorded ({best_effort} from the best-effort publisher)", got.len(), sent.len());
+}
+
+/// `/robot2/qos_up`: a best-effort publisher, replaced halfway by a reliable transient-local one
+/// that publishes a few messages at once (before ingest re-subscribes), then more once ingest's
+/// subscription is reliable and transient local. Every message of the reliable publisher is
+/// recorded exactly once (those sent before the re-subscription come from its history); of the
+/// best-effort phase, some are recorded, none twice.
+fn check_qos_up(topic: &str, got: &[Received], sent: &[Vec<u8>]) {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let mut seen = std::collections::HashSet::new();
+    for r in got {
+        let i = sent.iter().position(|s| same_cdr(&r.payload, s));
+        let i = i.unwrap_or_else(|| panic!("{topic}: recorded bytes never sent: {:?}", text(&r.payload)));
+        assert!(seen.insert(i), "{topic}: {:?} recorded twice", text(&sent[i]));
+    }
+    let is_reliable = |s: &[u8]| text(s).contains("qos up history") || text(s).contains("qos up reliable");
+    let missing: Vec<String> =
+        (0..sent.len()).filter(|&i| is_reliable(&sent[i]) && !seen.contains(&i)).map(|i| text(&sent[i])).collect();
+    assert!(
+        missing.is_empty(),
+        "{topic}: messages of the reliable transient-local publisher not recorded: {missing:?}"
+    );
+    let reliable = sent.iter().filter(|s| is_reliable(s)).count();
+    assert!(reliable > 5, "{topic}: the reliable publisher sent only {reliable}");
+    assert!(seen.len() > reliable, "{topic}: nothing of the best-effort phase recorded");
+    eprintln!("{topic}: {} of {} recorded ({reliable} from the reliable publisher, all)", got.len(), sent.len());
 }

@@ -81,6 +81,9 @@ fn forward_taken(fwd: &mut Forwarder, handle: TopicHandle, msg: Taken<'_>) {
     if msg.lost_before > 0 {
         fwd.count_lost(handle, msg.lost_before);
     }
+    if msg.recovered {
+        fwd.count_recovered(handle);
+    }
     let stamp = if msg.source_timestamp_ns > 0 {
         msg.source_timestamp_ns
     } else if msg.received_timestamp_ns > 0 {

@@ -7,8 +7,7 @@
 //! All FFI of the ROS 2 source lives here.
 #![allow(unsafe_code)]
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::{CStr, CString};
 use std::time::Duration;
 
@@ -143,6 +142,9 @@ pub struct Taken<'a> {
     /// Messages of the same publisher that were lost in the middleware right before this one
     /// (a gap in its publication sequence numbers).
     pub lost_before: u64,
+    /// This message fills a gap that was already counted in an earlier `lost_before` (it
+    /// arrived late: transient-local history delivered to a replacement subscription).
+    pub recovered: bool,
 }
 
 /// A publisher's GID (the middleware's endpoint id).
@@ -154,36 +156,68 @@ struct Subscription {
     buffer: rcl_serialized_message_t,
     topic: String,
     type_name: String,
-    /// Per publisher, the last publication sequence number taken (kept across a
-    /// [`SerializedNode::replace`]). A number at or below it is a redelivery (transient-local
-    /// history or messages in flight to both the old and the new subscription) and is skipped;
-    /// a jump past the next one means the middleware lost messages before we took them (the
-    /// publisher's history overran, or best-effort loss): reported in [`Taken::lost_before`].
-    last_sequence: HashMap<Gid, u64>,
+    /// Per publisher, what was taken (kept across a [`SerializedNode::replace`]).
+    progress: HashMap<Gid, PublisherProgress>,
 }
 
-/// Notes publication sequence number `sequence` of publisher `gid`: `None` if it was taken
-/// already (skip it), else how many of that publisher's messages were lost right before it.
-/// Sequence 0 (no number from the middleware) is never skipped and shows no loss.
-fn next_in_sequence(last_sequence: &mut HashMap<Gid, u64>, gid: Gid, sequence: u64) -> Option<u64> {
+/// Gaps remembered per publisher (the oldest are forgotten first).
+const MAX_GAPS: usize = 32;
+
+/// What one subscription took of one publisher: the last publication sequence number, and the
+/// ranges below it that were never taken.
+#[derive(Debug, Default)]
+struct PublisherProgress {
+    last: u64,
+    /// Inclusive ranges of sequence numbers not taken, and whether they were counted as lost
+    /// (those before the first message taken were not: sent before we matched).
+    gaps: VecDeque<(u64, u64, bool)>,
+}
+
+/// How a message relates to what was taken of its publisher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// Next in line; `lost_before` messages were skipped right before it (lost in the
+    /// middleware: the publisher's history overran, or best-effort loss).
+    New { lost_before: u64 },
+    /// Fills a gap (transient-local history arriving at a replacement subscription); `counted`
+    /// if the gap had been counted as lost.
+    Late { counted: bool },
+    /// Taken already (history or messages in flight to both the old and the new subscription
+    /// of a replacement): skip it.
+    Duplicate,
+}
+
+/// Notes publication sequence number `sequence` of publisher `gid`. Sequence 0 (no number from
+/// the middleware) is always new and shows no loss.
+fn arrival(progress: &mut HashMap<Gid, PublisherProgress>, gid: Gid, sequence: u64) -> Arrival {
     if sequence == 0 {
-        return Some(0);
+        return Arrival::New { lost_before: 0 };
     }
-    match last_sequence.entry(gid) {
-        Entry::Occupied(mut last) => {
-            let before = *last.get();
-            if sequence <= before {
-                return None;
+    let p = progress.entry(gid).or_default();
+    if sequence > p.last {
+        let first = p.last == 0;
+        let lost_before = sequence - p.last - 1;
+        if lost_before > 0 {
+            if p.gaps.len() == MAX_GAPS {
+                p.gaps.pop_front();
             }
-            last.insert(sequence);
-            Some(sequence - before - 1)
+            p.gaps.push_back((p.last + 1, sequence - 1, !first));
         }
-        // The first message of a publisher: what it sent before we matched is not ours.
-        Entry::Vacant(v) => {
-            v.insert(sequence);
-            Some(0)
-        }
+        p.last = sequence;
+        // Before the first message taken: sent before we matched, not ours to count.
+        return Arrival::New { lost_before: if first { 0 } else { lost_before } };
     }
+    let Some(i) = p.gaps.iter().position(|&(from, to, _)| from <= sequence && sequence <= to) else {
+        return Arrival::Duplicate;
+    };
+    let Some((from, to, counted)) = p.gaps.remove(i) else { return Arrival::Duplicate };
+    if sequence < to {
+        p.gaps.insert(i, (sequence + 1, to, counted));
+    }
+    if from < sequence {
+        p.gaps.insert(i, (from, sequence - 1, counted));
+    }
+    Arrival::Late { counted }
 }
 
 /// Takes every queued message of one subscription. Returns (taken and passed on, skipped as
@@ -211,9 +245,13 @@ fn take_all(
             break;
         }
         let sequence = info.publication_sequence_number;
-        let Some(lost_before) = next_in_sequence(&mut s.last_sequence, info.publisher_gid.data, sequence) else {
-            skipped += 1;
-            continue;
+        let (lost_before, recovered) = match arrival(&mut s.progress, info.publisher_gid.data, sequence) {
+            Arrival::New { lost_before } => (lost_before, false),
+            Arrival::Late { counted } => (0, counted),
+            Arrival::Duplicate => {
+                skipped += 1;
+                continue;
+            }
         };
         let bytes = if s.buffer.buffer.is_null() {
             &[][..]
@@ -232,6 +270,7 @@ fn take_all(
                 publisher_gid: info.publisher_gid.data,
                 publication_sequence: sequence,
                 lost_before,
+                recovered,
             },
         );
     }
@@ -324,7 +363,7 @@ impl SerializedNode {
             buffer,
             topic: topic.to_string(),
             type_name: type_name.to_string(),
-            last_sequence: HashMap::new(),
+            progress: HashMap::new(),
         });
         self.ready.push(false);
         Ok(SubscriptionId(self.subscriptions.len() - 1))
@@ -500,20 +539,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn publication_sequence_numbers_reveal_redeliveries_and_losses() {
-        let mut last = HashMap::new();
+    fn publication_sequence_numbers_reveal_redeliveries_losses_and_late_history() {
+        use Arrival::*;
+        let mut p = HashMap::new();
         let (a, b) = ([1; 16], [2; 16]);
         // Joined a publisher mid-stream: no loss before its first message.
-        assert_eq!(next_in_sequence(&mut last, a, 41), Some(0));
-        assert_eq!(next_in_sequence(&mut last, a, 42), Some(0));
-        assert_eq!(next_in_sequence(&mut last, b, 1), Some(0));
-        // Redelivered (transient-local history after a re-subscription, in flight to both).
-        assert_eq!(next_in_sequence(&mut last, a, 40), None);
-        assert_eq!(next_in_sequence(&mut last, a, 42), None);
+        assert_eq!(arrival(&mut p, a, 41), New { lost_before: 0 });
+        assert_eq!(arrival(&mut p, a, 42), New { lost_before: 0 });
+        assert_eq!(arrival(&mut p, b, 1), New { lost_before: 0 });
+        // Redelivered (in flight to both subscriptions of a replacement).
+        assert_eq!(arrival(&mut p, a, 42), Duplicate);
         // The publisher's history overran: 43..=46 never reached us.
-        assert_eq!(next_in_sequence(&mut last, a, 47), Some(4));
-        assert_eq!(next_in_sequence(&mut last, b, 2), Some(0));
-        assert_eq!(next_in_sequence(&mut last, b, 0), Some(0));
+        assert_eq!(arrival(&mut p, a, 47), New { lost_before: 4 });
+        // Transient-local history reaching a replacement subscription fills gaps: the ones
+        // sent before we matched (never counted) and the ones counted as lost.
+        assert_eq!(arrival(&mut p, a, 40), Late { counted: false });
+        assert_eq!(arrival(&mut p, a, 40), Duplicate);
+        assert_eq!(arrival(&mut p, a, 44), Late { counted: true });
+        assert_eq!(arrival(&mut p, a, 44), Duplicate);
+        assert_eq!(arrival(&mut p, a, 43), Late { counted: true });
+        assert_eq!(arrival(&mut p, a, 46), Late { counted: true });
+        assert_eq!(arrival(&mut p, a, 45), Late { counted: true });
+        assert_eq!(arrival(&mut p, a, 45), Duplicate);
+        assert_eq!(arrival(&mut p, b, 2), New { lost_before: 0 });
+        assert_eq!(arrival(&mut p, b, 0), New { lost_before: 0 });
+        // Gaps are bounded: the oldest are forgotten (then treated as duplicates).
+        for k in 0..(MAX_GAPS as u64 + 1) {
+            assert_eq!(arrival(&mut p, b, 4 + 2 * k), New { lost_before: 1 });
+        }
+        assert_eq!(arrival(&mut p, b, 3), Duplicate);
+        assert_eq!(arrival(&mut p, b, 5 + 2 * MAX_GAPS as u64 - 2), Late { counted: true });
     }
 
     // Type support loading only: no rcl context, so no DDS traffic outside a namespace.
