@@ -98,10 +98,14 @@ pub struct DomainIdError(pub String);
 
 /// The ROS domain this process records: `ROS_DOMAIN_ID` (what rcl and r2r use), default 0.
 pub fn domain_from_env() -> Result<u32, DomainIdError> {
-    match std::env::var("ROS_DOMAIN_ID") {
-        Err(_) => Ok(0),
-        Ok(v) if v.trim().is_empty() => Ok(0),
-        Ok(v) => v.trim().parse::<u32>().ok().filter(|&d| d <= 232).ok_or(DomainIdError(v)),
+    parse_domain(std::env::var("ROS_DOMAIN_ID").ok().as_deref())
+}
+
+/// A `ROS_DOMAIN_ID` value (unset or empty: 0).
+fn parse_domain(value: Option<&str>) -> Result<u32, DomainIdError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(0),
+        Some(v) => v.parse::<u32>().ok().filter(|&d| d <= 232).ok_or_else(|| DomainIdError(v.to_string())),
     }
 }
 
@@ -283,15 +287,12 @@ mod tests {
     }
 
     #[test]
-    fn domain_from_the_environment_names_the_variable() {
-        // One test touches the variable, so no other test races on it.
-        std::env::set_var("ROS_DOMAIN_ID", "12");
-        assert_eq!(domain_from_env().unwrap(), 12);
-        std::env::set_var("ROS_DOMAIN_ID", "twelve");
-        assert!(domain_from_env().unwrap_err().to_string().contains("ROS_DOMAIN_ID=`twelve`"));
-        std::env::set_var("ROS_DOMAIN_ID", "233");
-        assert!(domain_from_env().is_err());
-        std::env::remove_var("ROS_DOMAIN_ID");
-        assert_eq!(domain_from_env().unwrap(), 0);
+    fn domain_id_values_and_the_error_names_the_variable() {
+        assert_eq!(parse_domain(Some("12")).unwrap(), 12);
+        assert_eq!(parse_domain(Some(" 7 ")).unwrap(), 7);
+        assert!(parse_domain(Some("twelve")).unwrap_err().to_string().contains("ROS_DOMAIN_ID=`twelve`"));
+        assert!(parse_domain(Some("233")).is_err());
+        assert_eq!(parse_domain(Some("")).unwrap(), 0);
+        assert_eq!(parse_domain(None).unwrap(), 0);
     }
 }
