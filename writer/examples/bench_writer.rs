@@ -138,7 +138,7 @@ fn segment_writer(dir: &Path, size: usize, total: u64) -> (f64, f64) {
 /// Durable latency at a paced rate: time from `append` until the watermark covers the message.
 fn latency(dir: &Path, size: usize, mb_per_s: f64, seconds: f64) -> (f64, f64, f64, u64) {
     let d = dir.join("latency");
-    let (mut w, _) = SegmentWriter::open(WriterOptions::new(&d)).unwrap();
+    let (mut w, _) = SegmentWriter::open(WriterOptions { dir: d.clone(), ..options(&d) }).unwrap();
     w.define_topic(topic()).unwrap();
     let payload = vec![0x5au8; size];
     let rate = mb_per_s * 1e6 / size as f64;

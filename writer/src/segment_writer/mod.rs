@@ -4,7 +4,7 @@
 //! Appending encodes a record into the current `Batch`. A batch is committed when
 //! `commit_interval` has passed since its first record or it holds `commit_bytes`: it gets a
 //! checkpoint record and goes to io_uring as writes linked to an `fdatasync`. Up to
-//! `max_in_flight` (2) batches are in flight, so one batch's sync overlaps the next one's
+//! `max_in_flight` (3) batches are in flight, so one batch's sync overlaps the next ones'
 //! writes. Batches retire strictly in submission order; retiring one advances the
 //! [`DurableWatermark`] and the file's durable length. A batch that fails is handled by
 //! `interruption` (failed sync: rewrite into a new segment; ENOSPC: stall, see `stall`).
@@ -70,7 +70,7 @@ pub struct WriterOptions {
     pub commit_interval: Duration,
     /// Commit a batch once it holds this many bytes (`storage.commit_bytes`).
     pub commit_bytes: u64,
-    /// Batches in flight at once (2: one batch's fdatasync overlaps the next one's writes).
+    /// Batches in flight at once (3: one batch's fdatasync overlaps the next ones' writes).
     pub max_in_flight: usize,
     /// While stalled (disk full, repeated I/O errors), check for recovery this often.
     pub probe_interval: Duration,
@@ -96,7 +96,7 @@ impl WriterOptions {
             max_segment_age: None,
             commit_interval: Duration::from_millis(s.commit_interval_ms),
             commit_bytes: s.commit_bytes,
-            max_in_flight: 2,
+            max_in_flight: 3,
             probe_interval: Duration::from_millis(500),
             resume_headroom: 1024 * 1024,
             direct_io: true,
