@@ -230,6 +230,7 @@ fn direct_io_crash_leaves_zeros_that_are_not_damage() {
     let mut opts = small_opts(dir.path());
     opts.segment_size = 1 << 20;
     assert!(opts.direct_io);
+    opts.direct_min_commit = 0;
     let mut w = open(opts);
     let ts = topics();
     for t in &ts {

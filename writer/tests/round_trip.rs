@@ -205,6 +205,7 @@ fn direct_io_commits_end_on_block_boundaries_and_match_buffered_mode() {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = small_opts(dir.path());
         opts.direct_io = direct;
+        opts.direct_min_commit = 0; // these commits are small: direct from the first segment
         let mut w = open(opts);
         let ts = topics();
         for t in &ts {
@@ -260,4 +261,46 @@ fn direct_io_commits_end_on_block_boundaries_and_match_buffered_mode() {
         per_mode.push(got.into_iter().map(|(k, (h, p, _))| (k, h, p)).collect::<Vec<_>>());
     }
     assert!(per_mode[0] == per_mode[1], "different messages in direct and buffered mode");
+}
+
+/// Small commits (a slow recording) stay buffered even with direct I/O on: padding each commit
+/// to 4 KiB would multiply the disk use. Big commits switch new segments to direct I/O.
+#[test]
+fn small_commits_stay_buffered_big_ones_go_direct() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = small_opts(dir.path());
+    opts.segment_size = 256 * 1024;
+    opts.commit_bytes = 64 * 1024;
+    opts.direct_min_commit = 32 * 1024;
+    let mut w = open(opts);
+    let ts = topics();
+    for t in &ts {
+        w.define_topic(t.clone()).unwrap();
+    }
+    // One small message per commit: no padding anywhere.
+    for seq in 1..=40u64 {
+        write_messages(&mut w, &ts[..1], seq..=seq);
+        w.sync().unwrap();
+    }
+    w.split().unwrap();
+    w.sync().unwrap();
+    let small: Vec<_> = list_segments(dir.path()).unwrap();
+    let small_bytes: u64 = small.iter().map(|s| std::fs::metadata(&s.path).unwrap().len()).sum();
+    let payload: u64 = (1..=40u64).map(|s| len_for(s) as u64).sum();
+    assert!(small_bytes < payload + 40 * 200 + 8192, "{small_bytes} bytes on disk for {payload} of payload");
+    // Big commits: once the average passes the threshold, new segments are direct (4 KiB
+    // aligned commits, sizes a multiple of 4 KiB).
+    for round in 0..12u64 {
+        write_messages(&mut w, &ts, 1000 + round * 100..=1000 + round * 100 + 99);
+        w.sync().unwrap();
+    }
+    w.close().unwrap();
+    let all = list_segments(dir.path()).unwrap();
+    let sizes: Vec<u64> = all.iter().map(|s| std::fs::metadata(&s.path).unwrap().len()).collect();
+    let direct = sizes.iter().filter(|n| *n % 4096 == 0).count();
+    assert!(direct >= 2, "segments sized {sizes:?}: none went direct");
+    assert_ne!(sizes[0] % 4096, 0, "the first segment is buffered: {sizes:?}");
+    for s in &all {
+        checked_manifest(&s.path);
+    }
 }

@@ -53,6 +53,9 @@ use undefined_topics::UndefinedTopics;
 const RING_ENTRIES: u32 = 256;
 /// Short writes of one batch resubmitted at most before the file is given up.
 const MAX_SHORT_WRITE_RETRIES: u32 = 16;
+/// Default [`WriterOptions::direct_min_commit`]: at 4 KiB of padding per commit at most, direct
+/// segments cost under 2% extra space.
+const DIRECT_MIN_COMMIT: u64 = 256 * 1024;
 /// Batches kept for buffer reuse.
 const SPARE_BUFFERS: usize = 8;
 
@@ -80,6 +83,10 @@ pub struct WriterOptions {
     /// where the file system has no direct I/O). Every commit then ends on a 4 KiB boundary
     /// (its checkpoint record is padded).
     pub direct_io: bool,
+    /// With `direct_io`, a new segment uses direct I/O only while recent commits average at
+    /// least this many bytes (before padding); slower recordings stay buffered, because padding
+    /// each small commit to 4 KiB would multiply their disk use. 0: always direct.
+    pub direct_min_commit: u64,
     /// Writer session id (`None`: a random one).
     pub session_id: Option<[u8; 16]>,
     /// Fault injection at the I/O boundary (tests); [`NoFaults`] in production.
@@ -100,6 +107,7 @@ impl WriterOptions {
             probe_interval: Duration::from_millis(500),
             resume_headroom: 1024 * 1024,
             direct_io: true,
+            direct_min_commit: DIRECT_MIN_COMMIT,
             session_id: None,
             faults: Arc::new(NoFaults),
         }
@@ -227,6 +235,8 @@ pub struct SegmentWriter {
     ring: Ring,
     next_seq: u64,
     next_batch_id: u64,
+    /// Moving average of commit sizes (bytes before padding), for choosing direct I/O.
+    commit_avg: u64,
     topics: HashMap<u32, TopicInfo>,
     open: Option<OpenSegment>,
     current: Option<Batch>,
@@ -288,6 +298,7 @@ impl SegmentWriter {
             ring,
             next_seq,
             next_batch_id: 1,
+            commit_avg: 0,
             topics: HashMap::new(),
             open: None,
             current: None,
@@ -753,9 +764,14 @@ impl SegmentWriter {
     /// How new segment files are opened.
     fn file_mode(&self) -> FileMode {
         FileMode {
-            direct: self.opts.direct_io,
-            preallocate: if self.opts.direct_io { self.opts.segment_size.saturating_add(64 * 1024) } else { 0 },
+            direct: self.direct_now(),
+            preallocate: if self.direct_now() { self.opts.segment_size.saturating_add(64 * 1024) } else { 0 },
         }
+    }
+
+    /// Whether a segment opened now uses direct I/O (see [`WriterOptions::direct_min_commit`]).
+    fn direct_now(&self) -> bool {
+        self.opts.direct_io && self.commit_avg >= self.opts.direct_min_commit
     }
 
     /// Closes the current batch at a commit boundary (a checkpoint record) and queues it.
@@ -766,6 +782,7 @@ impl SegmentWriter {
         if batch.is_empty() {
             return;
         }
+        self.commit_avg = (self.commit_avg.saturating_mul(7) + batch.len() as u64) / 8;
         let pad = direct_align(&self.files, open.seq).map_or(0, |a| checkpoint_padding(open.len, 0, a));
         let cp = Checkpoint { created_ns: shared::time::now_ns(), messages_before: open.messages };
         let n = batch.push_record(|out| encode_checkpoint_padded(out, &cp, pad));
