@@ -57,7 +57,7 @@ pub(crate) struct SegmentFile {
 }
 
 /// Block alignment of direct-I/O writes (file offsets, lengths and memory).
-pub(crate) const DIRECT_ALIGN: u64 = 4096;
+pub(crate) const DIRECT_ALIGN: u64 = crate::uring::DIRECT_ALIGN as u64;
 
 /// How segment files are opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
