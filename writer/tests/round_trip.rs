@@ -272,6 +272,8 @@ fn small_commits_stay_buffered_big_ones_go_direct() {
     opts.segment_size = 256 * 1024;
     opts.commit_bytes = 64 * 1024;
     opts.direct_min_commit = 32 * 1024;
+    // Commits by size or sync only, never by time: a slow machine must not shrink them.
+    opts.commit_interval = std::time::Duration::from_secs(3600);
     let mut w = open(opts);
     let ts = topics();
     for t in &ts {
