@@ -102,6 +102,9 @@ fn options(dir: &Path) -> WriterOptions {
     if let Some(b) = std::env::var("BENCH_COMMIT_BYTES").ok().and_then(|s| s.parse().ok()) {
         o.commit_bytes = b;
     }
+    if let Some(m) = std::env::var("BENCH_SEGMENT_MIB").ok().and_then(|s| s.parse::<u64>().ok()) {
+        o.segment_size = m << 20;
+    }
     if std::env::var("BENCH_DIRECT").is_ok_and(|v| v == "0") {
         o.direct_io = false;
     }

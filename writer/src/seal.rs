@@ -3,12 +3,13 @@
 //!
 //! The SHA-256 is computed from the batches' aligned copies as they become durable (direct
 //! I/O), or by reading the segment back (buffered I/O, or when a batch had to be written
-//! again); that and the manifest's three syncs run on a worker thread (`fleetrec-seal`)
-//! instead of stalling the append loop; the loop collects the
+//! again) on a worker thread (`fleetrec-hash`), and the manifest's syncs on the thread
+//! after it (`fleetrec-seal`), so neither stalls the append loop and hashing never waits
+//! behind a sync; the loop collects the
 //! results and announces each sealed segment. A manifest that cannot be written (for example
 //! on a full disk) is retried later; recovery also writes missing manifests at start.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
@@ -21,11 +22,16 @@ use crate::directory::{hex, manifest_path, sha256_file, write_atomically};
 use crate::error::{Result, WriterError};
 use crate::uring::AlignedBuf;
 
-/// Name of the worker thread.
-const THREAD_NAME: &str = "fleetrec-seal";
-/// Seal jobs and hash chunks (up to a commit's size each) queued at most before the writer
-/// waits.
-const QUEUE_DEPTH: usize = 16;
+/// Name of the worker thread that hashes (and hands seals on).
+const THREAD_NAME: &str = "fleetrec-hash";
+/// Name of the thread that writes manifests.
+const SEAL_THREAD_NAME: &str = "fleetrec-seal";
+/// Hashing threads (one SHA-256 stream runs at about 1.8 GB/s on one core of the test
+/// machine, slower than its disk).
+const HASHERS: usize = 2;
+/// Seal jobs and hash chunks (up to a commit's size each) queued at most per hashing thread
+/// before the writer waits (seal jobs) or hashes by reading the file back (chunks).
+const QUEUE_DEPTH: usize = 8;
 
 /// A sealed segment with its manifest written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +69,8 @@ pub(crate) struct SealJob {
 enum Work {
     /// Bytes of segment `seq`, following those fed before.
     Chunk { seq: u64, buf: AlignedBuf },
-    /// Write the manifest.
-    Seal(SealJob),
+    /// Write the manifest (the `ticket`-th seal).
+    Seal { ticket: u64, job: SealJob },
 }
 
 /// Hashes `path` and writes its manifest atomically. With `expected_size`, a file of another
@@ -136,64 +142,112 @@ fn run_job(job: &SealJob, sha256: Option<String>) -> Result<SealedSegment> {
 /// What the worker reports for a job.
 pub(crate) type SealOutcome = std::result::Result<SealedSegment, (SealJob, WriterError)>;
 
-/// The manifest worker thread.
+/// The manifest worker threads.
 #[derive(Debug)]
 pub(crate) struct ManifestWorker {
-    tx: Option<SyncSender<Work>>,
+    /// One queue per hashing thread; segment `seq` goes to `seq % HASHERS`.
+    tx: Vec<SyncSender<Work>>,
     rx: Receiver<SealOutcome>,
     /// Aligned buffers hashed by the worker, for reuse.
     returned: Receiver<AlignedBuf>,
-    handle: Option<JoinHandle<()>>,
+    handles: Vec<JoinHandle<()>>,
     outstanding: usize,
+    /// Tickets give the seals their order: the sealing thread writes manifests in it.
+    next_ticket: u64,
 }
 
 impl ManifestWorker {
-    /// Starts the worker.
+    /// Starts the worker: [`HASHERS`] hashing threads that only compute SHA-256 (so a chunk
+    /// never waits behind a sync; consecutive segments are hashed on different threads, so
+    /// one that falls behind is not the limit), and a sealing thread behind them that does
+    /// the file system work of each seal (cut, manifest, syncs), in the order of the seals.
     pub(crate) fn spawn() -> Result<ManifestWorker> {
-        let (tx, jobs) = mpsc::sync_channel::<Work>(QUEUE_DEPTH);
         let (done, rx) = mpsc::channel::<SealOutcome>();
         let (give_back, returned) = mpsc::channel::<AlignedBuf>();
-        let handle = std::thread::Builder::new()
-            .name(THREAD_NAME.into())
+        let (to_sealer, seals) = mpsc::channel::<(u64, SealJob, Option<String>)>();
+        let spawn_err =
+            |name: &'static str| move |error| WriterError::Io { op: "spawn thread", path: PathBuf::from(name), error };
+        let mut handles = Vec::new();
+        let sealer = std::thread::Builder::new()
+            .name(SEAL_THREAD_NAME.into())
             .spawn(move || {
-                let mut hashing: HashMap<u64, (Sha256, u64)> = HashMap::new();
-                for work in jobs {
-                    match work {
-                        Work::Chunk { seq, buf } => {
-                            let (h, n) = hashing.entry(seq).or_insert_with(|| (Sha256::new(), 0));
-                            for c in buf.chunks() {
-                                h.update(c);
-                            }
-                            *n += buf.len() as u64;
-                            // The writer may be gone (closing): then the buffer is just freed.
-                            let _ = give_back.send(buf);
-                        }
-                        Work::Seal(job) => {
-                            let fed = hashing.remove(&job.seq);
-                            let sha =
-                                fed.filter(|(_, n)| job.prehashed && *n == job.size).map(|(h, _)| hex(&h.finalize()));
-                            let outcome = run_job(&job, sha).map_err(|e| (job, e));
-                            if done.send(outcome).is_err() {
-                                break;
-                            }
+                let mut early: BTreeMap<u64, (SealJob, Option<String>)> = BTreeMap::new();
+                let mut next = 0u64;
+                for (ticket, job, sha) in seals {
+                    early.insert(ticket, (job, sha));
+                    while let Some((job, sha)) = early.remove(&next) {
+                        next += 1;
+                        let outcome = run_job(&job, sha).map_err(|e| (job, e));
+                        if done.send(outcome).is_err() {
+                            return;
                         }
                     }
                 }
+                // A hashing thread gone early left a gap: write what is left anyway.
+                for (_, (job, sha)) in early {
+                    let outcome = run_job(&job, sha).map_err(|e| (job, e));
+                    if done.send(outcome).is_err() {
+                        return;
+                    }
+                }
             })
-            .map_err(|error| WriterError::Io { op: "spawn thread", path: PathBuf::from(THREAD_NAME), error })?;
-        Ok(ManifestWorker { tx: Some(tx), rx, returned, handle: Some(handle), outstanding: 0 })
+            .map_err(spawn_err(SEAL_THREAD_NAME))?;
+        handles.push(sealer);
+        let mut tx = Vec::new();
+        for _ in 0..HASHERS {
+            let (t, jobs) = mpsc::sync_channel::<Work>(QUEUE_DEPTH);
+            tx.push(t);
+            let give_back = give_back.clone();
+            let to_sealer = to_sealer.clone();
+            let hasher = std::thread::Builder::new()
+                .name(THREAD_NAME.into())
+                .spawn(move || {
+                    let mut hashing: HashMap<u64, (Sha256, u64)> = HashMap::new();
+                    for work in jobs {
+                        match work {
+                            Work::Chunk { seq, buf } => {
+                                let (h, n) = hashing.entry(seq).or_insert_with(|| (Sha256::new(), 0));
+                                for c in buf.chunks() {
+                                    h.update(c);
+                                }
+                                *n += buf.len() as u64;
+                                // The writer may be gone (closing): then the buffer is just freed.
+                                let _ = give_back.send(buf);
+                            }
+                            Work::Seal { ticket, job } => {
+                                let fed = hashing.remove(&job.seq);
+                                let sha = fed
+                                    .filter(|(_, n)| job.prehashed && *n == job.size)
+                                    .map(|(h, _)| hex(&h.finalize()));
+                                if to_sealer.send((ticket, job, sha)).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                })
+                .map_err(spawn_err(THREAD_NAME))?;
+            handles.push(hasher);
+        }
+        Ok(ManifestWorker { tx, rx, returned, handles, outstanding: 0, next_ticket: 0 })
+    }
+
+    fn queue(&self, seq: u64) -> Option<&SyncSender<Work>> {
+        self.tx.get((seq % HASHERS as u64) as usize)
     }
 
     /// Feeds the next bytes of segment `seq` to its SHA-256. Never waits: if the worker is
     /// behind (queue full) or gone, the buffer is handed back and the segment is hashed by
     /// reading it when it is sealed. Durability never waits for hashing.
     pub(crate) fn hash(&mut self, seq: u64, buf: AlignedBuf) -> std::result::Result<(), AlignedBuf> {
-        let Some(tx) = self.tx.as_ref() else {
+        let Some(tx) = self.queue(seq) else {
             return Err(buf);
         };
         tx.try_send(Work::Chunk { seq, buf }).map_err(|e| match e {
             TrySendError::Full(Work::Chunk { buf, .. }) | TrySendError::Disconnected(Work::Chunk { buf, .. }) => buf,
-            TrySendError::Full(Work::Seal(_)) | TrySendError::Disconnected(Work::Seal(_)) => AlignedBuf::default(),
+            TrySendError::Full(Work::Seal { .. }) | TrySendError::Disconnected(Work::Seal { .. }) => {
+                AlignedBuf::default()
+            }
         })
     }
 
@@ -204,8 +258,10 @@ impl ManifestWorker {
 
     /// Queues a job (waits if the queue is full).
     pub(crate) fn submit(&mut self, job: SealJob) -> Result<()> {
-        let tx = self.tx.as_ref().ok_or(WriterError::ThreadGone { name: THREAD_NAME })?;
-        tx.send(Work::Seal(job)).map_err(|_| WriterError::ThreadGone { name: THREAD_NAME })?;
+        let ticket = self.next_ticket;
+        let tx = self.queue(job.seq).ok_or(WriterError::ThreadGone { name: THREAD_NAME })?;
+        tx.send(Work::Seal { ticket, job }).map_err(|_| WriterError::ThreadGone { name: THREAD_NAME })?;
+        self.next_ticket += 1;
         self.outstanding += 1;
         Ok(())
     }
@@ -254,8 +310,9 @@ impl ManifestWorker {
 
 impl Drop for ManifestWorker {
     fn drop(&mut self) {
-        self.tx = None;
-        if let Some(h) = self.handle.take() {
+        // Closing the queues ends the hashing threads, and with them the sealing thread.
+        self.tx.clear();
+        for h in self.handles.drain(..) {
             let _ = h.join();
         }
     }
