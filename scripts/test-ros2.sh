@@ -14,6 +14,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 NETNS_RUN="${FLEETREC_NETNS_RUN:-$ROOT/../shared/tools/netns-run}"
 cargo clippy -p ingest --all-targets --features ros2 -- -D warnings
 cargo build -p ingest --features ros2
+# The ROS 2 build replaces target/debug/fleetrec-ingest, which then needs librcl.so: put the
+# plain one back when this script ends (cached, seconds), so later non-ROS tests still run.
+trap 'cargo build -q -p ingest --bin fleetrec-ingest || echo "test-ros2: could not rebuild the plain fleetrec-ingest" >&2' EXIT
 # The tests run this copy: a plain `cargo build --workspace` meanwhile (same target dir) would
 # replace target/debug/fleetrec-ingest with one built without the ros2 feature.
 mkdir -p "$CARGO_TARGET_DIR/ros2-bin"
