@@ -1,5 +1,6 @@
 //! S3-compatible test servers on loopback (moto, SeaweedFS), started and stopped by tests, plus
-//! what the upload tests share: a TCP proxy that resets connections mid-request, the uploader
+//! what the upload tests share: a TCP proxy that resets connections mid-request, an HTTP proxy
+//! that answers one multipart upload's requests with `500 InternalError`, the uploader
 //! as a child process, and readers of the bucket and the upload journals.
 //!
 //! Servers come from the Python venv that `scripts/install-s3-servers.sh` makes
@@ -437,6 +438,266 @@ fn proxy_connection(client: TcpStream, server: TcpStream, after_bytes: u64, max_
     let _ = back.join();
 }
 
+/// An HTTP-aware proxy on 127.0.0.1 in front of an S3 server that makes one multipart upload
+/// fail with server errors, the way SeaweedFS once did after a SIGKILL: every `PUT` (UploadPart)
+/// and `POST` (CompleteMultipartUpload) whose query has `uploadId=<the first upload id the proxy
+/// sees in a query>` is answered `500` with an S3 `InternalError` XML body. Everything else is
+/// forwarded, including `GET` (ListParts) and `DELETE` (AbortMultipartUpload) of that upload,
+/// so the uploader can abort it.
+///
+/// To see every request, each connection carries exactly one: the forwarded request and its
+/// answer get `Connection: close` (the client opens a new connection for the next request). A
+/// request's body is read in full (by `Content-Length`, or chunk by chunk for
+/// `Transfer-Encoding: chunked`) before it is answered, so the client sees the 500 and not a
+/// broken connection.
+pub struct UploadErrorProxy {
+    /// The proxy's port.
+    pub port: u16,
+    state: Arc<UploadErrorState>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct UploadErrorState {
+    /// The upload id answered with errors (percent-decoded), once seen.
+    poisoned: Mutex<Option<String>>,
+    /// 500 answers sent.
+    errors: AtomicU32,
+    /// Aborts of the poisoned upload forwarded to the server.
+    aborts: AtomicU32,
+    /// Requests that used `Transfer-Encoding: chunked`.
+    chunked: AtomicU32,
+}
+
+impl UploadErrorProxy {
+    /// Starts the proxy in front of the S3 server on `upstream_port`.
+    pub fn start(upstream_port: u16) -> UploadErrorProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let state = Arc::new(UploadErrorState::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let upstream: SocketAddr = ([127, 0, 0, 1], upstream_port).into();
+        let (st, s) = (Arc::clone(&state), Arc::clone(&stop));
+        let accept = std::thread::Builder::new()
+            .name("error-proxy".into())
+            .spawn(move || {
+                for client in listener.incoming() {
+                    if s.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(client) = client else { continue };
+                    let st = Arc::clone(&st);
+                    let _ = std::thread::Builder::new().name("error-proxy-conn".into()).spawn(move || {
+                        if let Err(e) = serve_one_request(client, upstream, &st) {
+                            eprintln!("error proxy: {e}");
+                        }
+                    });
+                }
+            })
+            .expect("proxy thread");
+        UploadErrorProxy { port, state, stop, accept: Some(accept) }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The upload id answered with errors, once a request named one.
+    pub fn poisoned_upload(&self) -> Option<String> {
+        self.state.poisoned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// `500 InternalError` answers sent so far.
+    pub fn errors_sent(&self) -> u32 {
+        self.state.errors.load(Ordering::SeqCst)
+    }
+
+    /// AbortMultipartUpload requests of the poisoned upload forwarded to the server.
+    pub fn aborts_forwarded(&self) -> u32 {
+        self.state.aborts.load(Ordering::SeqCst)
+    }
+
+    /// Requests seen with `Transfer-Encoding: chunked`.
+    pub fn chunked_requests(&self) -> u32 {
+        self.state.chunked.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for UploadErrorProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Reads an HTTP head (request or status line, then headers) up to the empty line. Returns the
+/// lines without their CRLF, or `None` at EOF before any byte.
+fn read_http_head(r: &mut impl std::io::BufRead) -> std::io::Result<Option<Vec<String>>> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return if lines.is_empty() {
+                Ok(None)
+            } else {
+                Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "EOF inside an HTTP head"))
+            };
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        if line.is_empty() {
+            return Ok(Some(lines));
+        }
+        lines.push(line);
+    }
+}
+
+/// The value of header `name` (case-insensitive) among head lines.
+fn header<'a>(head: &'a [String], name: &str) -> Option<&'a str> {
+    head.iter().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Reads a request body as it came on the wire (a chunked body keeps its chunk framing).
+fn read_http_body(r: &mut impl std::io::BufRead, head: &[String]) -> std::io::Result<Vec<u8>> {
+    let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+    if header(head, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+        let mut raw = Vec::new();
+        loop {
+            let mut size_line = String::new();
+            r.read_line(&mut size_line)?;
+            raw.extend_from_slice(size_line.as_bytes());
+            let hex = size_line.trim_end().split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(hex, 16).map_err(|e| bad(format!("chunk size `{hex}`: {e}")))?;
+            if size == 0 {
+                // Trailers, then the empty line.
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line)? == 0 {
+                        return Err(bad("EOF in chunked trailers".into()));
+                    }
+                    raw.extend_from_slice(line.as_bytes());
+                    if line == "\r\n" {
+                        return Ok(raw);
+                    }
+                }
+            }
+            let start = raw.len();
+            raw.resize(start + size + 2, 0);
+            r.read_exact(&mut raw[start..])?;
+        }
+    }
+    let length = match header(head, "content-length") {
+        Some(v) => v.parse::<usize>().map_err(|e| bad(format!("Content-Length `{v}`: {e}")))?,
+        None => 0,
+    };
+    let mut body = vec![0u8; length];
+    r.read_exact(&mut body)?;
+    Ok(body)
+}
+
+/// The percent-decoded value of query parameter `name` in a request target.
+fn query_param(target: &str, name: &str) -> Option<String> {
+    let (_, query) = target.split_once('?')?;
+    let raw = query.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))?;
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The head lines with every `Connection`/`Keep-Alive` header replaced by `Connection: close`,
+/// as bytes ending with the empty line.
+fn head_with_close(head: &[String]) -> Vec<u8> {
+    let mut out = String::new();
+    for (i, l) in head.iter().enumerate() {
+        let name = l.split_once(':').map(|(k, _)| k.trim().to_ascii_lowercase());
+        if i > 0 && matches!(name.as_deref(), Some("connection" | "keep-alive" | "proxy-connection")) {
+            continue;
+        }
+        out.push_str(l);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    out.into_bytes()
+}
+
+/// Handles the one request of a client connection (see [`UploadErrorProxy`]).
+fn serve_one_request(client: TcpStream, upstream: SocketAddr, st: &UploadErrorState) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut reader = std::io::BufReader::new(client.try_clone()?);
+    let Some(head) = read_http_head(&mut reader)? else { return Ok(()) };
+    let body = read_http_body(&mut reader, &head)?;
+    if header(&head, "transfer-encoding").is_some() {
+        st.chunked.fetch_add(1, Ordering::SeqCst);
+    }
+    let mut request_line = head.first().map(String::as_str).unwrap_or_default().split(' ');
+    let (method, target) = (request_line.next().unwrap_or_default(), request_line.next().unwrap_or_default());
+    let poisoned = match query_param(target, "uploadId") {
+        Some(id) => {
+            let mut p = st.poisoned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            *p.get_or_insert_with(|| id.clone()) == id
+        }
+        None => false,
+    };
+    let mut client_w = client;
+    if poisoned && matches!(method, "PUT" | "POST") {
+        let n = st.errors.fetch_add(1, Ordering::SeqCst) + 1;
+        let path = target.split('?').next().unwrap_or_default();
+        let xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>\
+             <Message>We encountered an internal error. Please try again.</Message>\
+             <Resource>{path}</Resource><RequestId>fleetrec-fault-{n}</RequestId></Error>"
+        );
+        let answer = format!(
+            "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+             x-amz-request-id: fleetrec-fault-{n}\r\nConnection: close\r\n\r\n{xml}",
+            xml.len()
+        );
+        client_w.write_all(answer.as_bytes())?;
+        client_w.flush()?;
+        return client_w.shutdown(Shutdown::Write);
+    }
+    if poisoned && method == "DELETE" {
+        st.aborts.fetch_add(1, Ordering::SeqCst);
+    }
+    let mut server = TcpStream::connect(upstream)?;
+    server.set_read_timeout(Some(Duration::from_secs(120)))?;
+    server.write_all(&head_with_close(&head))?;
+    server.write_all(&body)?;
+    let mut server_r = std::io::BufReader::new(server.try_clone()?);
+    let answer_head = read_http_head(&mut server_r)?
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "server closed without an answer"))?;
+    client_w.write_all(&head_with_close(&answer_head))?;
+    // The server was asked to close after its answer: the rest of the stream is the body.
+    std::io::copy(&mut server_r, &mut client_w)?;
+    client_w.flush()?;
+    client_w.shutdown(Shutdown::Write)
+}
+
 /// `fleetrec-uploader --config <config> [args]` as a child process with a controlled
 /// environment; SIGKILLed and reaped on drop, after which dead iceoryx2 nodes are cleaned.
 pub struct UploaderProcess {
@@ -593,4 +854,33 @@ pub fn wait_uploaded(state_dir: &Path, names: &[String], timeout: Duration, log:
 /// SHA-256 hex of bytes.
 pub fn sha256(bytes: &[u8]) -> String {
     uploader::digest::sha256_hex(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_proxy_reads_whole_requests() {
+        let wire = b"PUT /b/k?partNumber=2&uploadId=a%2Bb%3D HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+                     Connection: keep-alive\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT";
+        let mut r = std::io::BufReader::new(&wire[..]);
+        let head = read_http_head(&mut r).unwrap().unwrap();
+        assert_eq!(head[0], "PUT /b/k?partNumber=2&uploadId=a%2Bb%3D HTTP/1.1");
+        let body = read_http_body(&mut r, &head).unwrap();
+        assert!(body.starts_with(b"5\r\nhello\r\n") && body.ends_with(b"0\r\nX-Trailer: 1\r\n\r\n"));
+        let mut rest = String::new();
+        r.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "NEXT", "the body must be consumed exactly");
+        assert_eq!(query_param("/b/k?partNumber=2&uploadId=a%2Bb%3D", "uploadId").as_deref(), Some("a+b="));
+        assert_eq!(query_param("/b/k?uploads=", "uploadId"), None);
+        let rewritten = String::from_utf8(head_with_close(&head)).unwrap();
+        assert!(rewritten.ends_with("Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"), "{rewritten}");
+        assert!(!rewritten.contains("keep-alive"), "{rewritten}");
+
+        let wire = b"POST /b/k?uploadId=u HTTP/1.1\r\ncontent-length: 3\r\n\r\nabcdef";
+        let mut r = std::io::BufReader::new(&wire[..]);
+        let head = read_http_head(&mut r).unwrap().unwrap();
+        assert_eq!(read_http_body(&mut r, &head).unwrap(), b"abc");
+    }
 }

@@ -1,6 +1,9 @@
 //! The S3 server (SeaweedFS, which keeps its data on disk) SIGKILLed mid-upload and started
 //! again on the same ports: the uploader rides it out (backoff, then offline and probes) and
-//! finishes every segment without help; the objects equal the local files.
+//! finishes every segment without help; the objects equal the local files. Once, on a clean CI
+//! run, SeaweedFS answered every part PUT of the resumed upload with `500 InternalError` for
+//! minutes after the restart: the uploader then restarts that upload after two rounds (see
+//! `upload_server_errors.rs`), so the test allows upload restarts and resent parts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
@@ -14,9 +17,6 @@ const BUCKET: &str = "restart";
 const WAIT: Duration = Duration::from_secs(300);
 
 #[test]
-#[ignore = "flaky on a clean CI run: after a SIGKILL + restart SeaweedFS answered every part PUT \
-            with InternalError for minutes; run with `cargo test -p fleetrec-tests --test \
-            upload_server_restart -- --ignored`"]
 fn server_killed_and_restarted_mid_upload_the_upload_finishes_by_itself() {
     let tmp = tempfile::tempdir().unwrap();
     let mut server = S3Server::seaweedfs(tmp.path());
@@ -75,10 +75,17 @@ fn server_killed_and_restarted_mid_upload_the_upload_finishes_by_itself() {
     let restarts: u32 = j.values().map(|j| j.restarts).sum();
     let sends: u32 = j.values().flat_map(|j| &j.parts).map(|p| p.sends).sum();
     eprintln!("server restart: {restarts} upload restarts, {sends} part sends for 6 parts");
-    assert!(server.uploads_in_progress(BUCKET).is_empty(), "no multipart upload may stay open");
-    // SeaweedFS keeps acknowledged parts across the restart: the check against ListParts before
-    // resuming finds every one of them, so none is sent again.
+    let open = server.uploads_in_progress(BUCKET);
+    assert!(open.is_empty(), "no multipart upload may stay open: {open:?}");
+    // SeaweedFS usually keeps acknowledged parts across the restart (the check against ListParts
+    // before resuming finds every one of them); if it lost some, or failed the upload with
+    // server errors until it was restarted, sending the parts again is the right behaviour, so
+    // that is reported, not asserted.
     let log = up.log_text();
-    assert!(!log.contains("the server lacks parts the journal recorded"), "log:\n{log}");
+    for what in ["the server lacks parts the journal recorded", "the server keeps failing this multipart upload"] {
+        if let Some(line) = log.lines().find(|l| l.contains(what)) {
+            eprintln!("server restart: server behaviour worth knowing: {line}");
+        }
+    }
     assert!(log.contains("endpoint unreachable") && log.contains("endpoint reachable"), "log:\n{log}");
 }

@@ -78,8 +78,19 @@ pub struct UploadJournal {
     pub upload_id: Option<String>,
     /// Every part, numbered from 1.
     pub parts: Vec<JournalPart>,
-    /// Multipart uploads abandoned because the server no longer knew them.
+    /// Multipart uploads abandoned because the server no longer knew them, kept failing with
+    /// server errors, or did not match the file.
     pub restarts: u32,
+    /// Consecutive attempts at the current multipart upload that ended with the backoff spent on
+    /// a server error (HTTP 5xx) for one of its requests; at 2 the next attempt aborts the
+    /// upload and starts a new one. Reset when a part or the completion succeeds, when an
+    /// attempt ends because the endpoint did not answer, and with a new upload. Absent in
+    /// journals written before it existed (0).
+    #[serde(default)]
+    pub server_error_rounds: u32,
+    /// The error that ended the last of those attempts (for the log of the restart).
+    #[serde(default)]
+    pub last_server_error: Option<String>,
     /// ETag of the completed object.
     pub object_etag: Option<String>,
     /// The sidecar manifest and the upload manifest objects were written.
@@ -109,6 +120,8 @@ impl UploadJournal {
             upload_id: None,
             parts: Vec::new(),
             restarts: 0,
+            server_error_rounds: 0,
+            last_server_error: None,
             object_etag: None,
             manifests_uploaded: false,
             verified: false,
@@ -141,9 +154,17 @@ impl UploadJournal {
             .collect();
         self.upload_id = None;
         self.state = UploadState::New;
+        self.clear_server_errors();
         self.object_etag = None;
         self.manifests_uploaded = false;
         self.verified = false;
+    }
+
+    /// Forgets the count of attempts that ended on server errors (the upload made progress,
+    /// the endpoint was unreachable instead, or the upload is new).
+    pub fn clear_server_errors(&mut self) {
+        self.server_error_rounds = 0;
+        self.last_server_error = None;
     }
 
     /// Whether the object exists and its manifests are written.
@@ -285,6 +306,27 @@ mod tests {
         let (all, errs) = load_all(dir.path());
         assert_eq!(all.len(), 1);
         assert!(errs.is_empty());
+    }
+
+    #[test]
+    fn journal_without_server_error_fields_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = UploadJournal::path_for(dir.path(), "s.wal");
+        let chunks = vec!["a".to_string(), "b".to_string()];
+        let mut j = UploadJournal::new("s.wal", "k", 15, "all", 10, &chunks);
+        j.server_error_rounds = 2;
+        j.last_server_error = Some("HTTP 500".into());
+        let mut value = serde_json::to_value(&j).unwrap();
+        let fields = value.as_object_mut().unwrap();
+        assert!(fields.remove("server_error_rounds").is_some());
+        assert!(fields.remove("last_server_error").is_some());
+        std::fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
+        let back = UploadJournal::load(&path).unwrap().unwrap();
+        assert_eq!(back.server_error_rounds, 0);
+        assert_eq!(back.last_server_error, None);
+        let mut r = j;
+        r.reset_parts(&chunks);
+        assert_eq!((r.server_error_rounds, r.last_server_error), (0, None));
     }
 
     #[test]

@@ -15,6 +15,12 @@
 //! 4. Persist `completing`, CompleteMultipartUpload. `NoSuchUpload` here or on a part means
 //!    the server forgot the upload: HEAD decides whether it completed (a crash between complete
 //!    and persist), else abort and start over.
+//!    A server that *answers* requests of one upload with errors (HTTP 5xx) until the backoff is
+//!    spent, in [`SERVER_ERROR_ROUNDS_BEFORE_RESTART`] consecutive attempts with a successful
+//!    probe in between, has lost or broken that upload (SeaweedFS after a SIGKILL was seen to
+//!    answer `InternalError` instead of `NoSuchUpload`): the next attempt aborts it (best effort)
+//!    and starts over. An endpoint that does not answer (refused, reset, timeout) never causes
+//!    that: a restart sends every part again.
 //! 5. PUT the sidecar manifest and the upload manifest; with retention on, HEAD to verify size
 //!    and SHA-256 metadata (only verified segments may be deleted locally).
 
@@ -37,9 +43,26 @@ use crate::sealed::{ObjectLayout, SealedSegment};
 use crate::store::{classify, normalize_etag, Failure, Request, S3Store};
 use crate::throttle::BandwidthLimiter;
 
-/// How many times one run restarts a forgotten upload of one segment before it waits for the
-/// next probe instead.
+/// How many times one attempt at a segment (one call of [`upload_segment`]) restarts its
+/// multipart upload (forgotten by the server, or failing with server errors) before it waits
+/// for the next probe instead. A restart for server errors happens at most once per attempt
+/// (at its start), and only after [`SERVER_ERROR_ROUNDS_BEFORE_RESTART`] whole attempts.
 const MAX_RESTARTS_PER_RUN: u32 = 3;
+
+/// Consecutive attempts ("rounds") at one multipart upload that ended with the backoff spent on
+/// a server error (HTTP 5xx from a part, the completion or ListParts of that upload) before the
+/// next attempt aborts the upload and starts a new one. Between two rounds the engine's probe
+/// found the endpoint reachable (else the segment would not be retried), so the errors are the
+/// upload's, not the server's as a whole.
+///
+/// The count lives in the journal (`server_error_rounds`), not in the engine's memory: it is a
+/// fact about the upload id stored there, it is reset in the same journal writes that record
+/// progress (a part's ETag) or a new upload, and it survives an uploader restart, which a
+/// robot may well do more often than two rounds take with the default backoff (minutes).
+pub const SERVER_ERROR_ROUNDS_BEFORE_RESTART: u32 = 2;
+
+/// The longest error text kept in the journal.
+const MAX_ERROR_TEXT: usize = 1000;
 
 /// What the upload tasks share.
 #[derive(Debug)]
@@ -149,7 +172,7 @@ pub async fn upload_segment(ctx: Arc<UploadContext>, seg: Arc<SealedSegment>) ->
         Ok(outcome) => outcome,
         Err(Stop::Local(e)) => SegmentOutcome::Local(e),
         Err(Stop::Corrupt(e)) => SegmentOutcome::Corrupt(e.to_string()),
-        Err(Stop::Failure(Failure::Transient(m))) => SegmentOutcome::Offline(m),
+        Err(Stop::Failure(Failure::Transient(m) | Failure::ServerError(m))) => SegmentOutcome::Offline(m),
         Err(Stop::Failure(Failure::Permanent(m) | Failure::UploadGone(m))) => SegmentOutcome::Refused(m),
     }
 }
@@ -213,12 +236,34 @@ async fn run(ctx: &Arc<UploadContext>, seg: &Arc<SealedSegment>) -> Result<Segme
         journal.reset_parts(&digest.chunks);
         journal.restarts += 1;
     }
+    let mut restarts = 0u32;
+    if needs_restart_for_server_errors(&journal) {
+        // This attempt only started because the probe (or another segment's upload) found the
+        // endpoint working: the upload id itself is what fails.
+        let id = journal.upload_id.clone().unwrap_or_default();
+        let last = journal.last_server_error.clone().unwrap_or_default();
+        tracing::warn!(
+            segment = %seg.name,
+            upload_id = %id,
+            rounds = journal.server_error_rounds,
+            last_error = %last,
+            "the server keeps failing this multipart upload with server errors: aborting it and starting a new one (every part is sent again)"
+        );
+        ctx.progress.error(&format!("upload {id} of {} restarted after server errors: {last}", seg.name));
+        if !id.is_empty() {
+            if let Err(e) = ctx.store.abort(&path, &id).await {
+                tracing::warn!(segment = %seg.name, upload_id = %id, error = %e, "could not abort the failing upload: it may stay open on the server");
+            }
+        }
+        journal.reset_parts(&digest.chunks);
+        journal.restarts += 1;
+        restarts += 1;
+    }
     journal.persist(&journal_path)?;
     set_queue(ctx, seg, &journal);
     let file = Arc::new(JournalFile { path: journal_path, journal: Mutex::new(journal) });
     let digest = Arc::new(digest);
     let mut sent = false;
-    let mut restarts = 0u32;
     // An upload id from an earlier attempt is checked against the server before parts follow.
     let mut check_server = file.lock().state == UploadState::Uploading;
     loop {
@@ -261,12 +306,41 @@ async fn run(ctx: &Arc<UploadContext>, seg: &Arc<SealedSegment>) -> Result<Segme
                     return Err(Stop::Failure(Failure::Permanent(format!("upload restarted {restarts} times: {m}"))));
                 }
             }
+            Err(Stop::Failure(f)) if f.is_retryable() && state != UploadState::New => {
+                // The attempt ends (the segment waits for the next probe): a round of the
+                // current upload, counted towards a restart only when the server answered.
+                file.update(|j| count_round(j, &f))?;
+                return Err(Stop::Failure(f));
+            }
             Err(e) => return Err(e),
         }
     }
     finish(ctx, seg, &file, &path).await?;
     let journal = file.lock().clone();
     Ok(SegmentOutcome::Done { sent, journal: Box::new(journal) })
+}
+
+/// Whether the journal's multipart upload failed with server errors in enough consecutive
+/// attempts to be given up (see [`SERVER_ERROR_ROUNDS_BEFORE_RESTART`]).
+pub fn needs_restart_for_server_errors(j: &UploadJournal) -> bool {
+    j.server_error_rounds >= SERVER_ERROR_ROUNDS_BEFORE_RESTART
+        && j.upload_id.is_some()
+        && matches!(j.state, UploadState::Uploading | UploadState::Completing)
+}
+
+/// Counts an attempt at the journal's multipart upload that ended on the retryable failure `f`:
+/// a server error adds a round; an endpoint that did not answer ends the series (a server that
+/// is down must never cause a restart).
+pub fn count_round(j: &mut UploadJournal, f: &Failure) {
+    match f {
+        Failure::ServerError(m) => {
+            j.server_error_rounds += 1;
+            // On one line (error bodies are XML documents, often with newlines), and short.
+            let line = m.split_whitespace().collect::<Vec<_>>().join(" ");
+            j.last_server_error = Some(line.chars().take(MAX_ERROR_TEXT).collect());
+        }
+        _ => j.clear_server_errors(),
+    }
 }
 
 /// Updates this segment's queue entry from its journal.
@@ -305,20 +379,24 @@ where
             Err(Attempt::Store(e)) => {
                 let f = classify(&e, request);
                 ctx.progress.error(f.message());
-                let Failure::Transient(m) = f else {
+                if !f.is_retryable() {
                     return Err(Stop::Failure(f));
-                };
+                }
                 let since = *first_failure.get_or_insert_with(Instant::now);
                 match ctx.backoff.next(retry, since.elapsed()) {
                     Some(d) => {
-                        tracing::info!(what, retry, delay_ms = d.as_millis() as u64, error = %m, "retrying");
+                        tracing::info!(what, retry, delay_ms = d.as_millis() as u64, error = %f.message(), "retrying");
                         ctx.progress.lock().retries += 1;
                         retry += 1;
                         tokio::time::sleep(d).await;
                     }
                     None => {
-                        tracing::warn!(what, retries = retry, error = %m, "giving up for now: waiting for connectivity");
-                        return Err(Stop::Failure(Failure::Transient(m)));
+                        let why = match f {
+                            Failure::ServerError(_) => "the server answers with errors",
+                            _ => "waiting for connectivity",
+                        };
+                        tracing::warn!(what, retries = retry, error = %f.message(), "giving up for now: {why}");
+                        return Err(Stop::Failure(f));
                     }
                 }
             }
@@ -377,6 +455,7 @@ async fn start(
     file.update(|j| {
         j.upload_id = Some(id);
         j.state = UploadState::Uploading;
+        j.clear_server_errors();
     })?;
     Ok(false)
 }
@@ -434,9 +513,9 @@ async fn reconcile(
             }
             Ok(())
         }
-        Err(Failure::Transient(m)) => {
-            ctx.progress.error(&m);
-            Err(Stop::Failure(Failure::Transient(m)))
+        Err(f) if f.is_retryable() => {
+            ctx.progress.error(f.message());
+            Err(Stop::Failure(f))
         }
         Err(f) => {
             tracing::warn!(segment = %seg.name, reason = f.message(), "cannot list the upload's parts: resuming without the check");
@@ -563,6 +642,8 @@ async fn send_part(
         if let Some(p) = j.parts.get_mut(number as usize - 1) {
             p.etag = Some(etag.clone());
         }
+        // The upload works: attempts that failed with server errors start counting again.
+        j.clear_server_errors();
         if let Target::Whole { .. } = target {
             j.state = UploadState::Completed;
             j.object_etag = Some(etag.clone());
@@ -625,6 +706,7 @@ async fn complete(ctx: &UploadContext, seg: &SealedSegment, file: &JournalFile, 
         j.state = UploadState::Completed;
         j.object_etag = object_etag;
         j.completed_ns = shared::time::now_ns();
+        j.clear_server_errors();
     })?;
     tracing::info!(segment = %seg.name, key = %path, "segment uploaded");
     Ok(())
@@ -683,4 +765,55 @@ async fn finish(ctx: &UploadContext, seg: &SealedSegment, file: &JournalFile, pa
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uploading() -> UploadJournal {
+        let chunks = vec!["a".to_string(), "b".to_string()];
+        let mut j = UploadJournal::new("s.wal", "k", 15, "all", 10, &chunks);
+        j.upload_id = Some("up1".into());
+        j.state = UploadState::Uploading;
+        j
+    }
+
+    #[test]
+    fn two_rounds_of_server_errors_restart_the_upload() {
+        let mut j = uploading();
+        count_round(&mut j, &Failure::ServerError("HTTP 500 first".into()));
+        assert!(!needs_restart_for_server_errors(&j));
+        count_round(&mut j, &Failure::ServerError("HTTP 500:\n<?xml?>\n<Error>  second".into()));
+        assert!(needs_restart_for_server_errors(&j));
+        assert_eq!(j.last_server_error.as_deref(), Some("HTTP 500: <?xml?> <Error> second"));
+        j.state = UploadState::Completing;
+        assert!(needs_restart_for_server_errors(&j), "a failing completion counts too");
+    }
+
+    #[test]
+    fn an_unreachable_endpoint_never_counts_towards_a_restart() {
+        let mut j = uploading();
+        for _ in 0..10 {
+            count_round(&mut j, &Failure::Transient("connection refused".into()));
+        }
+        assert!(!needs_restart_for_server_errors(&j));
+        count_round(&mut j, &Failure::ServerError("HTTP 500".into()));
+        count_round(&mut j, &Failure::Transient("connection reset".into()));
+        count_round(&mut j, &Failure::ServerError("HTTP 500".into()));
+        assert!(!needs_restart_for_server_errors(&j), "the rounds must be consecutive: {j:?}");
+        assert_eq!(j.server_error_rounds, 1);
+    }
+
+    #[test]
+    fn no_upload_no_restart() {
+        let mut j = uploading();
+        j.server_error_rounds = 5;
+        j.upload_id = None;
+        assert!(!needs_restart_for_server_errors(&j));
+        let mut j = uploading();
+        j.server_error_rounds = 5;
+        j.state = UploadState::Completed;
+        assert!(!needs_restart_for_server_errors(&j));
+    }
 }

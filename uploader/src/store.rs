@@ -32,9 +32,13 @@ pub const SLOWEST_UPLINK_BYTES_PER_S: u64 = 64 * 1024;
 /// What to do about a failed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
-    /// Network or server trouble (connection refused or reset, timeout, 5xx): retry with backoff,
-    /// then wait for connectivity.
+    /// No answer from the server (connection refused or reset, timeout, DNS): retry with
+    /// backoff, then wait for connectivity. Never a reason to restart an upload.
     Transient(String),
+    /// The server answered with an error of its own (HTTP 5xx, or S3's `InternalError` /
+    /// `SlowDown` in a 200 answer): retried like [`Failure::Transient`]; a multipart upload that
+    /// keeps getting it round after round is restarted (see [`crate::segment_upload`]).
+    ServerError(String),
     /// The server does not know the multipart upload (`NoSuchUpload`): abort and start over.
     UploadGone(String),
     /// Retrying will not help until someone acts (credentials, permissions, missing bucket, a
@@ -46,8 +50,13 @@ impl Failure {
     /// The description.
     pub fn message(&self) -> &str {
         match self {
-            Failure::Transient(m) | Failure::UploadGone(m) | Failure::Permanent(m) => m,
+            Failure::Transient(m) | Failure::ServerError(m) | Failure::UploadGone(m) | Failure::Permanent(m) => m,
         }
+    }
+
+    /// Whether the request is worth retrying with backoff (the endpoint may recover).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Failure::Transient(_) | Failure::ServerError(_))
     }
 }
 
@@ -72,9 +81,37 @@ pub fn classify(e: &object_store::Error, request: Request) -> Failure {
         object_store::Error::NotFound { .. } if matches!(request, Request::Part | Request::Complete) => {
             Failure::UploadGone(text)
         }
+        object_store::Error::Generic { .. } if server_answered_error(e) => Failure::ServerError(text),
         object_store::Error::Generic { .. } | object_store::Error::JoinError { .. } => Failure::Transient(text),
         _ => Failure::Permanent(text),
     }
+}
+
+/// Whether `e` is an error answer of the server (HTTP 5xx, or `InternalError`/`SlowDown` in a
+/// 200 answer to CompleteMultipartUpload) rather than a request that got no answer.
+///
+/// object_store 0.14 keeps the status in a private type (`client::retry::RetryError`), so this
+/// reads the error: a transport failure (refused, reset, timeout) carries an
+/// [`object_store::client::HttpError`] in its source chain; an answer has none and its text says
+/// `Server returned non-2xx status code: <status>` (or `Server returned error response:` for an
+/// error in a 200). The unit tests below pin both forms against real sockets.
+pub fn server_answered_error(e: &object_store::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<object_store::client::HttpError>() {
+            return false;
+        }
+        source = s.source();
+    }
+    let text = e.to_string();
+    if text.contains("Server returned error response:") {
+        return true;
+    }
+    const STATUS: &str = "Server returned non-2xx status code: ";
+    text.find(STATUS)
+        .and_then(|i| text[i + STATUS.len()..].get(..3))
+        .and_then(|code| code.parse::<u16>().ok())
+        .is_some_and(|code| (500..600).contains(&code))
 }
 
 /// Result of looking up an object with [`S3Store::head`].
@@ -317,7 +354,10 @@ impl S3Store {
             }
             200 => Ok(Some(parse_list_parts(&body))),
             404 if body.contains("NoSuchUpload") => Ok(None),
-            s if s >= 500 => Err(Failure::Transient(format!("ListParts: HTTP {s}"))),
+            s if s >= 500 => Err(Failure::ServerError(format!(
+                "ListParts: HTTP {s}: {}",
+                body.chars().take(200).collect::<String>()
+            ))),
             s => {
                 Err(Failure::Permanent(format!("ListParts: HTTP {s}: {}", body.chars().take(200).collect::<String>())))
             }
@@ -364,5 +404,100 @@ mod tests {
         assert_eq!(normalize_etag("&#34;abc&#34;"), "abc");
         assert_eq!(normalize_etag("&#x22;abc&quot;"), "abc");
         assert_eq!(xml_unescape("a &amp; b &lt;c&gt; &unknown; &"), "a & b <c> &unknown; &");
+    }
+
+    /// A server on 127.0.0.1 that answers each of the next `answers.len()` connections with the
+    /// given raw HTTP response after reading the whole request (head and Content-Length body).
+    fn canned_server(answers: Vec<String>) -> (u16, std::thread::JoinHandle<()>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let h = std::thread::spawn(move || {
+            for answer in answers {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                }
+                let mut body = vec![0u8; length];
+                reader.read_exact(&mut body).unwrap();
+                let mut stream = stream;
+                stream.write_all(answer.as_bytes()).unwrap();
+            }
+        });
+        (port, h)
+    }
+
+    fn response(status: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    fn store_at(port: u16) -> S3Store {
+        let sync =
+            SyncConfig { endpoint: format!("http://127.0.0.1:{port}"), bucket: "b".into(), ..SyncConfig::default() };
+        S3Store::new(&sync, None).unwrap()
+    }
+
+    const INTERNAL: &str =
+        "<Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>";
+
+    /// The server's own errors (5xx, InternalError in a 200) are told apart from requests that
+    /// got no answer, with object_store's real error values.
+    #[tokio::test]
+    async fn server_errors_are_not_connection_failures() {
+        let path = ObjectPath::from("k/seg.wal");
+        let (port, h) = canned_server(vec![
+            response("500 Internal Server Error", INTERNAL),
+            response("503 Service Unavailable", "<Error><Code>SlowDown</Code></Error>"),
+            response("200 OK", INTERNAL),
+            response("404 Not Found", "<Error><Code>NoSuchUpload</Code></Error>"),
+            response("400 Bad Request", "<Error><Code>InvalidPart</Code></Error>"),
+        ]);
+        let store = store_at(port);
+        let part = |n| store.put_part(&path, "up1", n, PutPayload::from(vec![7u8; 1000]));
+        let e = part(1).await.unwrap_err();
+        assert!(matches!(classify(&e, Request::Part), Failure::ServerError(_)), "{e}");
+        let e = part(2).await.unwrap_err();
+        assert!(matches!(classify(&e, Request::Part), Failure::ServerError(_)), "{e}");
+        let e = store.complete(&path, "up1", vec!["\"e1\"".into()]).await.unwrap_err();
+        assert!(matches!(classify(&e, Request::Complete), Failure::ServerError(_)), "{e}");
+        let e = part(3).await.unwrap_err();
+        assert!(matches!(classify(&e, Request::Part), Failure::UploadGone(_)), "{e}");
+        // A 4xx object_store reports as `Generic` (not 401/403/404/409/412) is not a server
+        // error: it stays a plain retry, as before.
+        let e = part(4).await.unwrap_err();
+        assert!(matches!(classify(&e, Request::Part), Failure::Transient(_)), "{e}");
+        h.join().unwrap();
+
+        // Connection refused: nothing listens on the port any more.
+        let e = store_at(port).put_part(&path, "up1", 1, PutPayload::from(vec![7u8; 10])).await.unwrap_err();
+        assert!(matches!(classify(&e, Request::Part), Failure::Transient(_)), "{e}");
+        assert!(!server_answered_error(&e), "{e}");
+
+        // Connection closed without an answer after the request was read.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let h = std::thread::spawn(move || {
+            use std::io::Read;
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+        });
+        let e = store_at(port).put_part(&path, "up1", 1, PutPayload::from(vec![7u8; 10])).await.unwrap_err();
+        h.join().unwrap();
+        assert!(matches!(classify(&e, Request::Part), Failure::Transient(_)), "{e}");
     }
 }
