@@ -155,6 +155,8 @@ pub struct ExportService {
     cancel: Arc<AtomicBool>,
     job: Option<JoinHandle<()>>,
     last_rate: (Instant, u64, u64),
+    /// When the service started (the status's `started_ns`).
+    started_ns: u64,
 }
 
 fn lock(state: &Mutex<JobState>) -> MutexGuard<'_, JobState> {
@@ -173,6 +175,7 @@ impl ExportService {
             cancel: Arc::new(AtomicBool::new(false)),
             job: None,
             last_rate: (Instant::now(), 0, 0),
+            started_ns: shared::time::now_ns(),
         }
     }
 
@@ -261,6 +264,7 @@ impl ExportService {
     pub fn status(&mut self) -> StageStatus {
         let s = lock(&self.state).clone();
         let mut st = StageStatus::new(Stage::Exporter);
+        st.started_ns = self.started_ns;
         st.set_state(if s.running { StageState::Running } else { StageState::Waiting });
         st.updated_ns = shared::time::now_ns();
         st.messages = s.messages;

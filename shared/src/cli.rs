@@ -31,11 +31,23 @@ pub fn read_status(config: &Config, stage: Stage) -> Result<StageStatus, StatusE
     let interval = config.pipeline.status_interval_ms;
     let waited_ms = (interval * 4).max(1500);
     let min_updated = crate::time::now_ns().saturating_sub(waited_ms * 1_000_000);
-    reader.wait_fresh(min_updated, Duration::from_millis(waited_ms)).ok_or(StatusError::NotRunning {
+    let first = reader.wait_fresh(min_updated, Duration::from_millis(waited_ms)).ok_or(StatusError::NotRunning {
         stage: stage.name(),
         pipeline: config.pipeline.name.clone(),
         waited_ms,
-    })
+    })?;
+    if stage != Stage::Ingest {
+        return Ok(first);
+    }
+    // Several ingest processes (one per ROS domain) may publish this status; each one's
+    // latest reaches a new reader when it next publishes. Listen one interval and a half more
+    // so that the merged status covers all of them.
+    let until = std::time::Instant::now() + Duration::from_millis(interval + interval / 2);
+    while std::time::Instant::now() < until {
+        reader.poll();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(reader.poll().copied().unwrap_or(first))
 }
 
 /// Human-readable status, one block.

@@ -105,7 +105,8 @@ fn open_service(plane: &Plane, stage: Stage) -> Result<Service, PlaneError> {
         .node()
         .service_builder(&sn)
         .request_response::<ControlRequest, ControlResponse>()
-        .max_servers(2)
+        // One ingest per ROS domain serves its stage each: up to 8.
+        .max_servers(8)
         .max_clients(16)
         .max_active_requests_per_client(4)
         .max_response_buffer_size(4)

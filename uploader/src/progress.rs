@@ -109,12 +109,15 @@ impl Progress {
 #[derive(Debug, Default)]
 pub struct RateMeter {
     last: Option<(u64, u64, u64)>,
+    /// When the first status was made: the stage's `started_ns`.
+    started_ns: Option<u64>,
 }
 
 impl RateMeter {
     /// Fills a [`StageStatus`] from `c`; `now_ns` is the status time.
     pub fn status(&mut self, c: &Counters, now_ns: u64) -> StageStatus {
         let mut s = StageStatus::new(Stage::Uploader);
+        s.started_ns = *self.started_ns.get_or_insert(now_ns);
         s.updated_ns = now_ns;
         let state = if c.stopping {
             StageState::Stopping

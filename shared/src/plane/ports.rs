@@ -259,7 +259,8 @@ impl Plane {
             .enable_safe_overflow(true)
             .history_size(1)
             .subscriber_max_buffer_size(2)
-            .max_publishers(4)
+            // One ingest per ROS domain publishes here each: up to 8.
+            .max_publishers(8)
             .max_subscribers(16)
             .max_nodes(MAX_NODES)
             .open_or_create()
@@ -316,21 +317,50 @@ impl Plane {
 }
 
 /// Reads the latest status of one stage (for `fleetrec-<stage> status`, tests, the viewer).
+///
+/// Several processes may publish one stage's status (one ingest per ROS domain): the reader
+/// keeps the latest status of each process and returns them merged
+/// ([`super::merge_statuses`]). A process is forgotten once its last status is older than
+/// the start of a newer instance (it was restarted) or [`STALE_INSTANCE`] older than the
+/// newest status (it died while others run). With one process the status is passed through.
 pub struct StatusReader {
     subscriber: StatusSubscriber,
+    instances: Vec<StageStatus>,
     latest: Option<StageStatus>,
 }
+
+/// A stage instance whose status is this much older than the newest one of the stage is gone.
+pub const STALE_INSTANCE: Duration = Duration::from_secs(5);
 
 impl StatusReader {
     /// Subscribes to `stage`'s status.
     pub fn new(plane: &Plane, stage: Stage) -> Result<StatusReader, PlaneError> {
-        Ok(StatusReader { subscriber: plane.status_subscriber(stage)?, latest: None })
+        Ok(StatusReader { subscriber: plane.status_subscriber(stage)?, instances: Vec::new(), latest: None })
     }
 
-    /// Takes every pending status; returns the newest seen so far.
+    /// Takes every pending status; returns the newest seen so far (merged over the live
+    /// instances of the stage).
     pub fn poll(&mut self) -> Option<&StageStatus> {
+        let mut changed = false;
         while let Ok(Some(sample)) = self.subscriber.receive() {
-            self.latest = Some(*sample.payload());
+            let s = *sample.payload();
+            match self.instances.iter_mut().find(|i| i.pid == s.pid) {
+                Some(i) if i.updated_ns > s.updated_ns => {}
+                Some(i) => *i = s,
+                None => self.instances.push(s),
+            }
+            changed = true;
+        }
+        if changed {
+            let newest = self.instances.iter().map(|i| i.updated_ns).max().unwrap_or(0);
+            let stale = STALE_INSTANCE.as_nanos() as u64;
+            let starts: Vec<(u32, u64)> = self.instances.iter().map(|i| (i.pid, i.started_ns)).collect();
+            self.instances.retain(|i| {
+                // Another process started after this one's last status: this one was replaced.
+                let replaced = starts.iter().any(|&(pid, st)| pid != i.pid && st > i.updated_ns);
+                !replaced && newest.saturating_sub(i.updated_ns) <= stale
+            });
+            self.latest = super::merge_statuses(&self.instances).or(self.latest);
         }
         self.latest.as_ref()
     }

@@ -451,6 +451,77 @@ pub struct SegmentNotice {
     pub path: [u8; 256],
 }
 
+/// One status for several live instances of a stage (for example one ingest per ROS domain,
+/// all publishing `<pipeline>/status/ingest`): counters and rates are summed, robots with the
+/// same name are added up, topics are listed together (a topic id seen twice keeps the newer
+/// entry), the state is `running` if any instance runs, `pid` is the most recently started
+/// instance's, and the detail joins the instances' details. One instance is returned as it is.
+pub fn merge_statuses(instances: &[StageStatus]) -> Option<StageStatus> {
+    let newest_started = instances.iter().max_by_key(|s| (s.started_ns, s.updated_ns))?;
+    if instances.len() == 1 {
+        return Some(*newest_started);
+    }
+    let mut m = *newest_started;
+    m.robots = [RobotStatus::default(); MAX_ROBOTS];
+    m.topics = [TopicStatus::default(); MAX_STATUS_TOPICS];
+    (m.robot_count, m.topic_count) = (0, 0);
+    (m.messages, m.bytes, m.dropped, m.errors, m.queue_depth) = (0, 0, 0, 0, 0);
+    (m.segments, m.durable_bytes, m.corrupt, m.rate_msgs, m.rate_bytes) = (0, 0, 0, 0.0, 0.0);
+    m.pid = newest_started.pid;
+    m.started_ns = instances.iter().map(|s| s.started_ns).min().unwrap_or(0);
+    m.updated_ns = instances.iter().map(|s| s.updated_ns).max().unwrap_or(0);
+    let running = instances.iter().any(|s| s.state() == StageState::Running);
+    m.state = if running { StageState::Running as u32 } else { newest_started.state };
+    let mut details = Vec::new();
+    let mut by_updated: Vec<&StageStatus> = instances.iter().collect();
+    by_updated.sort_by_key(|s| s.updated_ns);
+    for s in &by_updated {
+        m.messages += s.messages;
+        m.bytes += s.bytes;
+        m.dropped += s.dropped;
+        m.errors += s.errors;
+        m.queue_depth += s.queue_depth;
+        m.segments += s.segments;
+        m.durable_bytes += s.durable_bytes;
+        m.corrupt += s.corrupt;
+        m.rate_msgs += s.rate_msgs;
+        m.rate_bytes += s.rate_bytes;
+        for r in s.robots() {
+            let count = m.robot_count as usize;
+            match m.robots[..count].iter_mut().find(|x| x.name == r.name) {
+                Some(x) => {
+                    x.messages += r.messages;
+                    x.bytes += r.bytes;
+                    x.dropped += r.dropped;
+                    x.rate_hz += r.rate_hz;
+                    x.topic_count += r.topic_count;
+                }
+                None if count < MAX_ROBOTS => {
+                    m.robots[count] = *r;
+                    m.robot_count += 1;
+                }
+                None => {}
+            }
+        }
+        for t in s.topics() {
+            let count = m.topic_count as usize;
+            match m.topics[..count].iter_mut().find(|x| x.topic_id == t.topic_id) {
+                // Sorted by update time: the later instance's entry wins.
+                Some(x) => *x = *t,
+                None if count < MAX_STATUS_TOPICS => {
+                    m.topics[count] = *t;
+                    m.topic_count += 1;
+                }
+                None => {}
+            }
+        }
+        let d = read_cstr(&s.detail);
+        details.push(if d.is_empty() { format!("pid {}", s.pid) } else { format!("pid {}: {d}", s.pid) });
+    }
+    m.set_detail(&format!("{} instances; {}", instances.len(), details.join("; ")));
+    Some(m)
+}
+
 /// Writes `text` into a NUL-padded buffer, truncating at a char boundary.
 pub fn write_cstr(buf: &mut [u8], text: &str) {
     buf.fill(0);
@@ -492,6 +563,59 @@ mod tests {
         assert_eq!(j["robots"].as_array().map(Vec::len), Some(1));
         assert_eq!(j["robots"][0]["name"], "robot1");
         assert_eq!(j["robots"][0]["messages"], 42);
+    }
+
+    fn instance(pid: u32, started: u64, updated: u64, robot: &str, topic: u32, messages: u64) -> StageStatus {
+        let mut s = StageStatus::new(Stage::Ingest);
+        s.pid = pid;
+        s.started_ns = started;
+        s.updated_ns = updated;
+        s.set_state(StageState::Running);
+        s.messages = messages;
+        s.bytes = messages * 10;
+        s.dropped = 1;
+        s.rate_msgs = 100.0;
+        s.robot_count = 1;
+        write_cstr(&mut s.robots[0].name, robot);
+        s.robots[0].messages = messages;
+        s.robots[0].topic_count = 1;
+        s.topic_count = 1;
+        s.topics[0].topic_id = topic;
+        s.topics[0].messages = messages;
+        s.set_detail(&format!("ros2 domain {pid}"));
+        s
+    }
+
+    #[test]
+    fn one_instance_is_its_own_status() {
+        let a = instance(7, 10, 20, "robot1", 1, 5);
+        assert_eq!(merge_statuses(&[a]), Some(a));
+        assert_eq!(merge_statuses(&[]), None);
+    }
+
+    #[test]
+    fn instances_of_a_stage_are_summed() {
+        let a = instance(7, 10, 50, "robot1", 1, 5);
+        let b = instance(8, 30, 40, "robot2", 2, 11);
+        let mut c = instance(9, 20, 45, "robot1", 3, 100);
+        c.set_state(StageState::Stopping);
+        let m = merge_statuses(&[a, b, c]).unwrap();
+        assert_eq!((m.pid, m.started_ns, m.updated_ns), (8, 10, 50));
+        assert_eq!(m.state(), StageState::Running);
+        assert_eq!((m.messages, m.bytes, m.dropped), (116, 1160, 3));
+        assert!((m.rate_msgs - 300.0).abs() < 1e-9);
+        let robots: Vec<(String, u64, u32)> =
+            m.robots().iter().map(|r| (read_cstr(&r.name), r.messages, r.topic_count)).collect();
+        assert_eq!(robots, vec![("robot2".to_string(), 11, 1), ("robot1".to_string(), 105, 2)]);
+        let topics: Vec<(u32, u64)> = m.topics().iter().map(|t| (t.topic_id, t.messages)).collect();
+        assert_eq!(topics, vec![(2, 11), (3, 100), (1, 5)]);
+        let detail = read_cstr(&m.detail);
+        assert!(detail.starts_with("3 instances; pid 8: ros2 domain 8; pid 9"), "{detail}");
+        // The same topic id from two instances: the more recently updated entry is kept.
+        let d = instance(10, 60, 70, "robot1", 1, 77);
+        let m = merge_statuses(&[a, d]).unwrap();
+        let topics: Vec<(u32, u64)> = m.topics().iter().map(|t| (t.topic_id, t.messages)).collect();
+        assert_eq!(topics, vec![(1, 77)]);
     }
 
     #[test]
