@@ -48,6 +48,9 @@ pub(crate) struct SegmentFile {
     pub(crate) seal_summary: Option<SegmentSummary>,
     /// Opened with `O_DIRECT`: every write must start and end on a [`DIRECT_ALIGN`] boundary.
     pub(crate) direct: bool,
+    /// Opened buffered because recent commits were small (not because the file system has no
+    /// direct I/O): the writer ends it early once commits grow.
+    pub(crate) buffered_by_choice: bool,
     /// The file was preallocated: its size is the preallocation, not its data, until sealing
     /// cuts it to the footer's end.
     pub(crate) preallocated: bool,
@@ -101,6 +104,7 @@ impl SegmentFile {
                 needs_dir_sync: true,
                 seal_summary: None,
                 direct,
+                buffered_by_choice: !mode.direct,
                 preallocated,
                 hashed_to: direct.then_some(0),
             },

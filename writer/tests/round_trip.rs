@@ -310,3 +310,56 @@ fn small_commits_stay_buffered_big_ones_go_direct() {
         checked_manifest(&s.path);
     }
 }
+
+/// A fast recording's first segment opens buffered (no commit size is known yet) and is ended
+/// early once commits are big, so that the rest of the recording goes direct.
+#[test]
+fn a_fast_start_ends_the_buffered_first_segment_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = small_opts(dir.path());
+    opts.segment_size = 4 * 1024 * 1024;
+    opts.commit_bytes = 256 * 1024;
+    opts.direct_min_commit = 128 * 1024;
+    opts.commit_interval = std::time::Duration::from_secs(3600);
+    let mut w = open(opts);
+    let ts = topics();
+    for t in &ts {
+        w.define_topic(t.clone()).unwrap();
+    }
+    // About 9 MiB of big messages, committed by size (256 KiB).
+    let big = vec![0xa5u8; 60_000];
+    for seq in 1..=150u64 {
+        let h = shared::plane::MessageHeader {
+            topic_id: ts[0].topic_id,
+            robot_id: ts[0].robot_id,
+            sequence: seq,
+            receive_time_ns: seq,
+            ingest_session: SESSION,
+            payload_len: big.len() as u32,
+            ..Default::default()
+        };
+        w.append(&h, &big).unwrap();
+        w.poll().unwrap();
+    }
+    w.close().unwrap();
+    let segs = list_segments(dir.path()).unwrap();
+    let sizes: Vec<u64> = segs.iter().map(|s| std::fs::metadata(&s.path).unwrap().len()).collect();
+    // The EMA of commit sizes passes 128 KiB after the 6th commit (1.5 MiB): the first segment
+    // ends there instead of at 4 MiB.
+    assert!(sizes.len() >= 3, "segments sized {sizes:?}");
+    assert!((1024 * 1024..2 * 1024 * 1024).contains(&sizes[0]), "first segment not ended early: {sizes:?}");
+    assert_ne!(sizes[0] % 4096, 0, "the first segment is buffered: {sizes:?}");
+    assert!(sizes[1..].iter().all(|n| n % 4096 == 0), "later segments are direct: {sizes:?}");
+    let mut seen = 0u64;
+    for s in &segs {
+        checked_manifest(&s.path);
+        let c = writer::read_segment(&s.path).unwrap();
+        assert!(c.report.corrupt.is_empty());
+        for m in &c.messages {
+            seen += 1;
+            assert_eq!(m.header.sequence, seen, "messages in order, none lost");
+            assert_eq!(&m.payload[..], &big[..]);
+        }
+    }
+    assert_eq!(seen, 150);
+}

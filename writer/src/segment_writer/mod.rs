@@ -59,6 +59,11 @@ const DIRECT_MIN_COMMIT: u64 = 256 * 1024;
 /// Batches kept for buffer reuse.
 const SPARE_BUFFERS: usize = 8;
 
+/// A buffered segment is ended early for a direct one (see [`WriterOptions::direct_min_commit`])
+/// only once it holds this much (or a quarter of the segment size), so that a load that keeps
+/// changing cannot make tiny segments.
+const UPGRADE_MIN_LEN: u64 = 1024 * 1024;
+
 /// [`SegmentWriter::append`] takes the I/O completions already there once this many bytes
 /// were appended since it last did (every 1 MiB record, every 64th 4 KiB one).
 const REAP_EVERY: u64 = 256 * 1024;
@@ -92,7 +97,10 @@ pub struct WriterOptions {
     pub direct_io: bool,
     /// With `direct_io`, a new segment uses direct I/O only while recent commits average at
     /// least this many bytes (before padding); slower recordings stay buffered, because padding
-    /// each small commit to 4 KiB would multiply their disk use. 0: always direct.
+    /// each small commit to 4 KiB would multiply their disk use. 0: always direct. A segment
+    /// opened buffered for that reason is ended early (after 1 MiB, or a quarter of
+    /// `segment_size`) once the average reaches this again, so that a fast recording does not
+    /// stay buffered for a whole segment (the first segment always opens buffered).
     pub direct_min_commit: u64,
     /// Writer session id (`None`: a random one).
     pub session_id: Option<[u8; 16]>,
@@ -806,10 +814,21 @@ impl SegmentWriter {
         open.len += n as u64;
         let next = Batch::new(open.seq, open.len, self.spare_buffers.pop().unwrap_or_default());
         let full = self.rotation.full_by_size(open.len);
+        let upgrade = !full
+            && open.len >= (self.opts.segment_size / 4).min(UPGRADE_MIN_LEN)
+            && self.opts.direct_io
+            && self.commit_avg >= self.opts.direct_min_commit
+            && self.files.get(&open.seq).is_some_and(|f| f.buffered_by_choice);
         let done = std::mem::replace(batch, next);
         self.ready.push_back(done);
         if full {
             // The padding reached the rotation size: no message goes after it.
+            self.rotate();
+        } else if upgrade {
+            // Commits grew (a fast recording, or the start of one: the first segment opens
+            // before any commit size is known): end this buffered segment early so that the
+            // next one uses direct I/O.
+            info!(segment = open.seq, bytes = open.len, "commits grew: ending the buffered segment for a direct one");
             self.rotate();
         }
     }
