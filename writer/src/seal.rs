@@ -171,22 +171,23 @@ impl ManifestWorker {
         let sealer = std::thread::Builder::new()
             .name(SEAL_THREAD_NAME.into())
             .spawn(move || {
+                // Writes one manifest; false once the writer is gone.
+                let seal =
+                    |job: SealJob, sha: Option<String>| done.send(run_job(&job, sha).map_err(|e| (job, e))).is_ok();
                 let mut early: BTreeMap<u64, (SealJob, Option<String>)> = BTreeMap::new();
                 let mut next = 0u64;
                 for (ticket, job, sha) in seals {
                     early.insert(ticket, (job, sha));
                     while let Some((job, sha)) = early.remove(&next) {
                         next += 1;
-                        let outcome = run_job(&job, sha).map_err(|e| (job, e));
-                        if done.send(outcome).is_err() {
+                        if !seal(job, sha) {
                             return;
                         }
                     }
                 }
                 // A hashing thread gone early left a gap: write what is left anyway.
                 for (_, (job, sha)) in early {
-                    let outcome = run_job(&job, sha).map_err(|e| (job, e));
-                    if done.send(outcome).is_err() {
+                    if !seal(job, sha) {
                         return;
                     }
                 }
