@@ -42,7 +42,7 @@ use crate::recovery::{self, RecoveryReport};
 use crate::rotation::RotationPolicy;
 use crate::seal::{ManifestWorker, SealJob, SealedSegment};
 use crate::segment_file::{FileFailure, FileMode, OpenSegment, SegmentFile, DIRECT_ALIGN};
-use crate::uring::{AlignedBuf, Chain, ChainResult, Ring};
+use crate::uring::{AlignedBuf, Chain, ChainResult, Completions, Ring};
 use crate::watermark::DurableWatermark;
 
 pub use stall::free_bytes;
@@ -541,12 +541,7 @@ impl SegmentWriter {
     /// rotates by age, probes a full disk, collects sealed segments.
     pub fn poll(&mut self) -> Result<()> {
         let done = self.ring.reap();
-        self.unreaped = 0;
-        self.woken |= done.woken;
-        for r in done.chains {
-            self.on_chain_done(r);
-        }
-        self.retire();
+        self.take_completions(done);
         if self.interrupt.is_some() {
             self.handle_interruption()?;
         }
@@ -812,23 +807,21 @@ impl SegmentWriter {
         let n = batch.push_record(|out| encode_checkpoint_padded(out, &cp, pad));
         open.summary.add_other();
         open.len += n as u64;
-        let next = Batch::new(open.seq, open.len, self.spare_buffers.pop().unwrap_or_default());
-        let full = self.rotation.full_by_size(open.len);
-        let upgrade = !full
-            && open.len >= (self.opts.segment_size / 4).min(UPGRADE_MIN_LEN)
-            && self.opts.direct_io
-            && self.commit_avg >= self.opts.direct_min_commit
-            && self.files.get(&open.seq).is_some_and(|f| f.buffered_by_choice);
+        let (seq, len) = (open.seq, open.len);
+        let next = Batch::new(seq, len, self.spare_buffers.pop().unwrap_or_default());
         let done = std::mem::replace(batch, next);
         self.ready.push_back(done);
-        if full {
+        if self.rotation.full_by_size(len) {
             // The padding reached the rotation size: no message goes after it.
             self.rotate();
-        } else if upgrade {
+        } else if len >= (self.opts.segment_size / 4).min(UPGRADE_MIN_LEN)
+            && self.direct_now()
+            && self.files.get(&seq).is_some_and(|f| f.buffered_by_choice)
+        {
             // Commits grew (a fast recording, or the start of one: the first segment opens
             // before any commit size is known): end this buffered segment early so that the
             // next one uses direct I/O.
-            info!(segment = open.seq, bytes = open.len, "commits grew: ending the buffered segment for a direct one");
+            info!(segment = seq, bytes = len, "commits grew: ending the buffered segment for a direct one");
             self.rotate();
         }
     }
@@ -881,15 +874,8 @@ impl SegmentWriter {
             // fdatasync is submitted only once its writes were taken, and an in-flight slot
             // frees only when its chain was. Waiting for the next `poll` or a full queue
             // would leave the device idle meanwhile.
-            self.unreaped = 0;
             let done = self.ring.reap();
-            self.woken |= done.woken;
-            if !done.chains.is_empty() {
-                for r in done.chains {
-                    self.on_chain_done(r);
-                }
-                self.retire();
-            }
+            self.take_completions(done);
         }
         self.submit_ready()?;
         while self.interrupt.is_none()
@@ -969,15 +955,22 @@ impl SegmentWriter {
         let timeout =
             if self.ring.chains_in_flight() == 0 && timeout.is_none() { Some(Duration::ZERO) } else { timeout };
         let done = self.ring.wait(timeout, wake).map_err(|error| WriterError::Ring { op: "wait", error })?;
+        self.take_completions(done);
+        if self.interrupt.is_none() {
+            self.submit_ready()?;
+        }
+        Ok(std::mem::take(&mut self.woken))
+    }
+
+    /// Records reaped completions: each chain's outcome, then retires what became durable.
+    /// A wake among them is kept for the next [`Self::wait`].
+    fn take_completions(&mut self, done: Completions) {
         self.unreaped = 0;
+        self.woken |= done.woken;
         for r in done.chains {
             self.on_chain_done(r);
         }
         self.retire();
-        if self.interrupt.is_none() {
-            self.submit_ready()?;
-        }
-        Ok(done.woken || std::mem::take(&mut self.woken))
     }
 
     /// Judges one completed chain (through the fault hook) and records its outcome.
