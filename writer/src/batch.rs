@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use shared::plane::MessageHeader;
 
+use crate::uring::AlignedBuf;
+
 /// One message record inside a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BatchedMessage {
@@ -28,8 +30,9 @@ pub(crate) struct Batch {
     pub(crate) seq: u64,
     /// File offset of `buf[0]`.
     pub(crate) file_offset: u64,
-    /// The framed records (and, for the first batch of a segment, its header).
-    pub(crate) buf: Vec<u8>,
+    /// The framed records (and, for the first batch of a segment, its header), block-aligned
+    /// so that a direct write goes out from here.
+    pub(crate) buf: AlignedBuf,
     /// The message records in `buf`, in order.
     pub(crate) messages: Vec<BatchedMessage>,
     /// The batch ends with the segment's footer.
@@ -40,7 +43,7 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// An empty batch for segment `seq` starting at `file_offset`, reusing `buf`'s allocation.
-    pub(crate) fn new(seq: u64, file_offset: u64, mut buf: Vec<u8>) -> Batch {
+    pub(crate) fn new(seq: u64, file_offset: u64, mut buf: AlignedBuf) -> Batch {
         buf.clear();
         Batch { seq, file_offset, buf, messages: Vec::new(), seals: false, opened: None }
     }
@@ -56,7 +59,7 @@ impl Batch {
     }
 
     /// Appends a non-message record (header, topic definition, checkpoint, footer).
-    pub(crate) fn push_record(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> usize {
+    pub(crate) fn push_record(&mut self, encode: impl FnOnce(&mut AlignedBuf)) -> usize {
         let start = self.buf.len();
         encode(&mut self.buf);
         self.opened.get_or_insert_with(Instant::now);
@@ -64,7 +67,7 @@ impl Batch {
     }
 
     /// Appends a message record.
-    pub(crate) fn push_message(&mut self, header: MessageHeader, encode: impl FnOnce(&mut Vec<u8>)) -> usize {
+    pub(crate) fn push_message(&mut self, header: MessageHeader, encode: impl FnOnce(&mut AlignedBuf)) -> usize {
         let start = self.buf.len();
         let len = self.push_record(encode);
         self.messages.push(BatchedMessage { header, start, len });
@@ -156,14 +159,14 @@ mod tests {
 
     #[test]
     fn held_messages_keep_exact_record_bytes_in_order() {
-        let mut b = Batch::new(1, 64, Vec::new());
+        let mut b = Batch::new(1, 64, AlignedBuf::default());
         b.push_record(|out| out.extend_from_slice(b"topicdef"));
         for seq in 1..=3 {
             b.push_message(h(seq), |out| encode_message(out, &h(seq), &[seq as u8; 5]));
         }
         let mut held = HeldMessages::default();
         held.take_from(&b);
-        let mut other = Batch::new(2, 64, Vec::new());
+        let mut other = Batch::new(2, 64, AlignedBuf::default());
         other.push_message(h(4), |out| encode_message(out, &h(4), b"four"));
         let mut more = HeldMessages::default();
         more.take_from(&other);
@@ -181,7 +184,7 @@ mod tests {
 
     #[test]
     fn due_by_bytes_or_age() {
-        let mut b = Batch::new(1, 0, Vec::new());
+        let mut b = Batch::new(1, 0, AlignedBuf::default());
         let now = Instant::now();
         assert!(!b.due(now, Duration::from_millis(5), 100));
         b.push_record(|out| out.extend_from_slice(&[0; 100]));

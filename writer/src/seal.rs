@@ -208,9 +208,7 @@ impl ManifestWorker {
                         match work {
                             Work::Chunk { seq, buf } => {
                                 let (h, n) = hashing.entry(seq).or_insert_with(|| (Sha256::new(), 0));
-                                for c in buf.chunks() {
-                                    h.update(c);
-                                }
+                                h.update(&buf[..]);
                                 *n += buf.len() as u64;
                                 // The writer may be gone (closing): then the buffer is just freed.
                                 let _ = give_back.send(buf);

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use iceoryx2::prelude::FileDescriptorBased;
 use io_uring::{opcode, squeue, types, IoUring};
+use shared::segment::RecordSink;
 
 /// Largest single write entry; bigger batches become several linked writes.
 const MAX_WRITE: usize = 4 * 1024 * 1024;
@@ -44,13 +45,13 @@ pub(crate) struct Chain {
     pub(crate) file: Arc<File>,
     /// File offset of `buf[0]`.
     pub(crate) offset: u64,
-    /// The bytes (owned by the ring while in flight).
-    pub(crate) buf: Vec<u8>,
+    /// The bytes (owned by the ring while in flight; block-aligned, see [`AlignedBuf`]).
+    pub(crate) buf: AlignedBuf,
     /// First byte of `buf` still to write (after a short write, the rest is resubmitted).
     pub(crate) from: usize,
     /// A directory to fsync after the data sync.
     pub(crate) dir_sync: Option<Arc<File>>,
-    /// `file` is in `O_DIRECT` mode: the bytes go out from a block-aligned copy, and `offset`
+    /// `file` is in `O_DIRECT` mode: the bytes go out from `buf` itself (block-aligned), and `offset`
     /// and the end of `buf` must lie on [`DIRECT_ALIGN`] boundaries (else the kernel refuses the
     /// write with `EINVAL`, which the writer handles like any failed write).
     pub(crate) direct: bool,
@@ -64,44 +65,99 @@ pub(crate) const DIRECT_ALIGN: usize = 4096;
 #[repr(C, align(4096))]
 struct Block([u8; DIRECT_ALIGN]);
 
-/// A block-aligned copy of a chain's bytes, for `O_DIRECT` writes. Once the chain completed it
-/// is handed to the caller (the sealer hashes segments from it instead of reading them back).
-#[derive(Default)]
+/// A growable byte buffer whose first byte lies on a block boundary: a batch's records are
+/// encoded straight into it and `O_DIRECT` writes go out from it, with no aligned copy. Once
+/// the batch is durable, the sealer hashes the segment from it instead of reading it back.
+#[derive(Default, Clone)]
 pub(crate) struct AlignedBuf {
+    /// The storage; always fully initialised (zeroed when it grows).
     blocks: Vec<Block>,
+    /// Bytes in use, from the start of `blocks`.
     len: usize,
 }
 
 impl AlignedBuf {
-    /// Replaces the contents with `data` (zero-filled to the end of the last block).
-    fn fill(&mut self, data: &[u8]) {
-        let n = data.len().div_ceil(DIRECT_ALIGN);
-        if self.blocks.len() < n {
-            self.blocks.resize(n, Block([0; DIRECT_ALIGN]));
+    /// An empty buffer with room for `capacity` bytes.
+    pub(crate) fn with_capacity(capacity: usize) -> AlignedBuf {
+        let mut b = AlignedBuf::default();
+        b.reserve(capacity);
+        b
+    }
+
+    /// Makes room for `additional` more bytes (at least doubling the storage when it grows).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let need = self.len.saturating_add(additional).div_ceil(DIRECT_ALIGN);
+        if need > self.blocks.len() {
+            let grow = need.max(self.blocks.len() * 2);
+            self.blocks.resize(grow, Block([0; DIRECT_ALIGN]));
         }
-        for (block, chunk) in self.blocks.iter_mut().zip(data.chunks(DIRECT_ALIGN)) {
-            block.0[..chunk.len()].copy_from_slice(chunk);
-            block.0[chunk.len()..].fill(0);
-        }
-        self.len = data.len();
+    }
+
+    /// Appends `data`.
+    pub(crate) fn extend_from_slice(&mut self, data: &[u8]) {
+        self.reserve(data.len());
+        let at = self.len;
+        self.len += data.len();
+        self.storage_mut()[at..at + data.len()].copy_from_slice(data);
+    }
+
+    /// Forgets the contents, keeping the storage.
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
     }
 
     fn as_ptr(&self) -> *const u8 {
         self.blocks.as_ptr().cast::<u8>()
     }
 
-    /// Bytes held.
-    pub(crate) fn len(&self) -> usize {
+    /// The whole storage as bytes.
+    fn storage_mut(&mut self) -> &mut [u8] {
+        let n = self.blocks.len() * DIRECT_ALIGN;
+        // SAFETY: `Block` is `repr(C)` around `[u8; DIRECT_ALIGN]` with an alignment equal to
+        // its size, so it has no padding and the vector's elements are `n` contiguous,
+        // initialised bytes. The slice borrows `self` mutably, so nothing else aliases it.
+        unsafe { std::slice::from_raw_parts_mut(self.blocks.as_mut_ptr().cast::<u8>(), n) }
+    }
+}
+
+impl std::ops::Deref for AlignedBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        debug_assert!(self.len <= self.blocks.len() * DIRECT_ALIGN);
+        let len = self.len.min(self.blocks.len() * DIRECT_ALIGN);
+        // SAFETY: as in `storage_mut`: the blocks are contiguous initialised bytes, and `len`
+        // does not exceed them. The slice borrows `self`, so the storage cannot change under it.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), len) }
+    }
+}
+
+impl RecordSink for AlignedBuf {
+    fn position(&self) -> usize {
         self.len
     }
 
-    /// The bytes held, block by block.
-    pub(crate) fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+    fn reserve_more(&mut self, additional: usize) {
+        self.reserve(additional);
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+
+    fn patch(&mut self, at: usize, bytes: &[u8]) {
         let len = self.len;
-        self.blocks.iter().enumerate().map_while(move |(i, b)| {
-            let start = i * DIRECT_ALIGN;
-            (start < len).then(|| &b.0[..(len - start).min(DIRECT_ALIGN)])
-        })
+        if let Some(dst) = self.storage_mut()[..len].get_mut(at..at + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+    }
+}
+
+impl From<&[u8]> for AlignedBuf {
+    fn from(data: &[u8]) -> AlignedBuf {
+        let mut b = AlignedBuf::with_capacity(data.len());
+        b.extend_from_slice(data);
+        b
     }
 }
 
@@ -136,17 +192,10 @@ pub(crate) struct ChainResult {
     pub(crate) datasync: i32,
     /// Directory fsync result, if one was requested.
     pub(crate) dirsync: Option<i32>,
-    /// For a direct chain: the aligned copy the kernel wrote from, holding
-    /// `chain.buf[aligned_from..]`. Give it back with [`Ring::recycle`] when done with it.
-    pub(crate) aligned: Option<AlignedBuf>,
-    /// Where the aligned copy starts in `chain.buf`.
-    pub(crate) aligned_from: usize,
 }
 
 struct Pending {
     chain: Chain,
-    /// The aligned copy the kernel writes from (direct chains).
-    aligned: Option<AlignedBuf>,
     writes: Vec<WriteResult>,
     datasync: Option<i32>,
     dirsync: Option<i32>,
@@ -173,12 +222,7 @@ pub(crate) struct Ring {
     ring: IoUring,
     pending: HashMap<u64, Pending>,
     poll_armed: bool,
-    /// Aligned buffers of finished direct chains, for reuse.
-    spare_aligned: Vec<AlignedBuf>,
 }
-
-/// Aligned buffers kept for reuse.
-const SPARE_ALIGNED: usize = 12;
 
 impl std::fmt::Debug for Ring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -196,7 +240,7 @@ fn token(id: u64, step: u64) -> u64 {
 impl Ring {
     /// A ring with room for `entries` submissions.
     pub(crate) fn new(entries: u32) -> io::Result<Ring> {
-        Ok(Ring { ring: IoUring::new(entries)?, pending: HashMap::new(), poll_armed: false, spare_aligned: Vec::new() })
+        Ok(Ring { ring: IoUring::new(entries)?, pending: HashMap::new(), poll_armed: false })
     }
 
     /// Chains submitted and not yet fully completed.
@@ -210,9 +254,9 @@ impl Ring {
         // A direct write resumed after a short write starts again at its block's beginning:
         // the bytes before `from` in that block are the same ones, written again.
         let from = if chain.direct { chain.from - chain.from % DIRECT_ALIGN } else { chain.from };
-        let data = chain.buf.get(from..).unwrap_or(&[]);
+        let data_len = chain.buf.len().saturating_sub(from);
         let max_write = if chain.direct { MAX_DIRECT_WRITE } else { MAX_WRITE };
-        let mut chunk = max_write.max(data.len().div_ceil(MAX_CHAIN_ENTRIES - 2));
+        let mut chunk = max_write.max(data_len.div_ceil(MAX_CHAIN_ENTRIES - 2));
         if chain.direct {
             chunk = chunk.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
         }
@@ -223,20 +267,12 @@ impl Ring {
             writes.push(WriteResult { start, len: u32::try_from(len).unwrap_or(u32::MAX), res: 0 });
             start += len;
         }
-        let aligned = chain.direct.then(|| {
-            let mut a = self.spare_aligned.pop().unwrap_or_default();
-            a.fill(data);
-            a
-        });
         let fd = types::Fd(chain.file.as_raw_fd());
         let mut entries = Vec::with_capacity(writes.len() + 2);
         for (i, w) in writes.iter().enumerate() {
-            // Pointers into `chain.buf` or its aligned copy, which the ring keeps (unmoved heap
-            // allocations) in `self.pending` until every entry of the chain has completed.
-            let ptr = match &aligned {
-                Some(a) => a.as_ptr().wrapping_add(w.start - from),
-                None => chain.buf[w.start..].as_ptr(),
-            };
+            // Pointers into `chain.buf`, heap memory that the ring keeps unmoved (the buffer
+            // is not touched) in `self.pending` until every entry of the chain has completed.
+            let ptr = chain.buf[w.start..].as_ptr();
             entries.push(
                 opcode::Write::new(fd, ptr, w.len)
                     .offset(chain.offset + w.start as u64)
@@ -256,18 +292,15 @@ impl Ring {
             }
         }
         if let Err(e) = self.make_room(entries.len()) {
-            if let Some(a) = aligned {
-                self.spare_aligned.push(a);
-            }
             return Err((chain, e));
         }
         let outstanding = entries.len();
         {
             let mut sq = self.ring.submission();
             for e in &entries {
-                // SAFETY: every entry points into `chain.buf` or `aligned` (heap memory that
-                // does not move when they move; `w.start - from + w.len` stays within the
-                // aligned copy, which holds `buf[from..]`) or names a file descriptor owned by
+                // SAFETY: every entry points into `chain.buf` (heap memory that does not move
+                // when the chain moves; `w.start + w.len` stays within it) or names a file
+                // descriptor owned by
                 // `chain.file` / `chain.dir_sync`. Both are stored in `self.pending` right
                 // below and only handed back after the completions of all these entries were
                 // reaped, so buffers and descriptors outlive the kernel's use. `make_room`
@@ -282,7 +315,7 @@ impl Ring {
         let writes_left = writes.len();
         self.pending.insert(
             id,
-            Pending { chain, aligned, writes, datasync: None, dirsync: None, outstanding, writes_left, deferred_sync },
+            Pending { chain, writes, datasync: None, dirsync: None, outstanding, writes_left, deferred_sync },
         );
         if let Err(e) = self.ring.submit() {
             // The entries are queued in the submission ring; the next enter submits them.
@@ -411,26 +444,16 @@ impl Ring {
         out
     }
 
-    /// Takes back an aligned buffer for reuse.
-    pub(crate) fn recycle(&mut self, a: AlignedBuf) {
-        if self.spare_aligned.len() < SPARE_ALIGNED {
-            self.spare_aligned.push(a);
-        }
-    }
-
     /// Hands a chain whose every entry completed back to the caller.
     fn finish(&mut self, id: u64, out: &mut Completions) {
-        let Some(mut p) = self.pending.remove(&id) else {
+        let Some(p) = self.pending.remove(&id) else {
             return;
         };
-        let aligned_from = p.writes.first().map_or(p.chain.from, |w| w.start);
         out.chains.push(ChainResult {
             chain: p.chain,
             writes: p.writes,
             datasync: p.datasync.unwrap_or(-libc::ECANCELED),
             dirsync: p.dirsync,
-            aligned: p.aligned.take(),
-            aligned_from,
         });
     }
 }
@@ -483,7 +506,7 @@ mod tests {
             id: 7,
             file: file.clone(),
             offset: 100,
-            buf: buf.clone(),
+            buf: AlignedBuf::from(&buf[..]),
             from: 0,
             dir_sync: Some(dirf),
             direct: false,
@@ -495,7 +518,7 @@ mod tests {
         }
         let r = done.pop().unwrap();
         assert_eq!(r.chain.id, 7);
-        assert_eq!(r.chain.buf, buf);
+        assert_eq!(&r.chain.buf[..], &buf[..]);
         assert_eq!(r.datasync, 0);
         assert_eq!(r.dirsync, Some(0));
         assert_eq!(r.writes.len(), 1);
@@ -524,7 +547,7 @@ mod tests {
             id: 3,
             file: file.clone(),
             offset: 8192,
-            buf: buf.clone(),
+            buf: AlignedBuf::from(&buf[..]),
             from: 0,
             dir_sync: Some(dirf),
             direct: true,
@@ -543,8 +566,16 @@ mod tests {
         assert_eq!(on_disk.len(), 8192 + len);
         assert_eq!(&on_disk[8192..], &buf[..]);
         // A misaligned direct chain is refused by the kernel and its syncs are cancelled.
-        ring.submit(Chain { id: 4, file, offset: 100, buf: vec![1; 4096], from: 0, dir_sync: None, direct: true })
-            .unwrap();
+        ring.submit(Chain {
+            id: 4,
+            file,
+            offset: 100,
+            buf: AlignedBuf::from(&[1u8; 4096][..]),
+            from: 0,
+            dir_sync: None,
+            direct: true,
+        })
+        .unwrap();
         let mut done = Vec::new();
         while done.is_empty() {
             done = ring.wait(None, None).unwrap().chains;
@@ -553,6 +584,28 @@ mod tests {
         assert_eq!(r.writes[0].res, -libc::EINVAL);
         assert_eq!(r.datasync, -libc::ECANCELED);
         assert_eq!(ring.chains_in_flight(), 0);
+    }
+
+    #[test]
+    fn aligned_buf_grows_aligned_and_encodes_records_in_place() {
+        use shared::plane::MessageHeader;
+        use shared::segment::encode_message;
+        let mut a = AlignedBuf::default();
+        let mut v = Vec::new();
+        let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+        for seq in 1..=40u64 {
+            let h = MessageHeader { topic_id: 1, sequence: seq, ..Default::default() };
+            let p = &payload[..(seq as usize * 997) % payload.len()];
+            encode_message(&mut a, &h, p);
+            encode_message(&mut v, &h, p);
+            assert_eq!(a.as_ptr() as usize % DIRECT_ALIGN, 0);
+        }
+        assert_eq!(&a[..], &v[..]);
+        a.clear();
+        assert!(a.is_empty());
+        a.extend_from_slice(b"abc");
+        assert_eq!(&a[..], b"abc");
+        assert_eq!(a.as_ptr() as usize % DIRECT_ALIGN, 0);
     }
 
     #[test]

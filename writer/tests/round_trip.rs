@@ -222,6 +222,15 @@ fn direct_io_commits_end_on_block_boundaries_and_match_buffered_mode() {
         let sealed_seqs: Vec<u64> = sealed.iter().map(|s| s.seq).collect();
         let seg_seqs: Vec<u64> = segs.iter().map(|s| s.seq).collect();
         assert_eq!(sealed_seqs, seg_seqs, "every segment sealed once, in order");
+        // The SHA-256 hashed from the batch buffers (direct) or read back (buffered) is the
+        // file's.
+        for s in &sealed {
+            use sha2::Digest;
+            let bytes = std::fs::read(&s.path).unwrap();
+            let sha: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(s.sha256, sha, "{}", s.path.display());
+            assert_eq!(s.size, bytes.len() as u64);
+        }
         let mut checkpoints = 0;
         for s in &segs {
             let bytes = std::fs::read(&s.path).unwrap();

@@ -1,5 +1,5 @@
-//! The segment file format, sans-IO: encode records into a `Vec<u8>`, decode and scan byte
-//! slices. No function here touches a file, so the io_uring writer, the uploader, the exporter
+//! The segment file format, sans-IO: encode records into a [`RecordSink`] (a `Vec<u8>`, or
+//! the writer's aligned batch buffer), decode and scan byte slices. No function here touches a file, so the io_uring writer, the uploader, the exporter
 //! and the tests share one implementation. The byte layout is specified in `docs/FORMAT.md`.
 
 mod frame;
@@ -8,7 +8,7 @@ mod record;
 mod scan;
 mod summary;
 
-pub use frame::{decode_frame, encode_frame, FrameError, RecordRef};
+pub use frame::{decode_frame, encode_frame, FrameError, RecordRef, RecordSink};
 pub use header::{HeaderError, SegmentHeader};
 pub use record::{
     checkpoint_len, checkpoint_padding, encode_checkpoint, encode_checkpoint_padded, encode_footer, encode_message,

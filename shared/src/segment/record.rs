@@ -1,7 +1,7 @@
 //! Typed records: what the body of each kind holds.
 
 use super::consts::*;
-use super::frame::{encode_frame, RecordRef};
+use super::frame::{encode_frame, RecordRef, RecordSink};
 use super::header::le_arr;
 use super::summary::SegmentSummary;
 use crate::plane::MessageHeader;
@@ -100,7 +100,7 @@ fn decode_message(b: &[u8]) -> Option<MessageRecord<'_>> {
 }
 
 /// Appends a message record. `header.payload_len` is set from `payload`.
-pub fn encode_message(out: &mut Vec<u8>, header: &MessageHeader, payload: &[u8]) {
+pub fn encode_message<S: RecordSink + ?Sized>(out: &mut S, header: &MessageHeader, payload: &[u8]) {
     let mut f = [0u8; MESSAGE_FIXED_LEN];
     f[0..4].copy_from_slice(&header.topic_id.to_le_bytes());
     f[4..6].copy_from_slice(&header.robot_id.to_le_bytes());
@@ -115,7 +115,7 @@ pub fn encode_message(out: &mut Vec<u8>, header: &MessageHeader, payload: &[u8])
 }
 
 /// Appends a topic-definition record.
-pub fn encode_topic(out: &mut Vec<u8>, topic: &TopicInfo) {
+pub fn encode_topic<S: RecordSink + ?Sized>(out: &mut S, topic: &TopicInfo) {
     let mut f = [0u8; 8];
     f[0..4].copy_from_slice(&topic.topic_id.to_le_bytes());
     f[4..6].copy_from_slice(&topic.robot_id.to_le_bytes());
@@ -123,7 +123,7 @@ pub fn encode_topic(out: &mut Vec<u8>, topic: &TopicInfo) {
 }
 
 /// Appends a checkpoint record.
-pub fn encode_checkpoint(out: &mut Vec<u8>, c: &Checkpoint) {
+pub fn encode_checkpoint<S: RecordSink + ?Sized>(out: &mut S, c: &Checkpoint) {
     encode_checkpoint_padded(out, c, 0);
 }
 
@@ -138,7 +138,7 @@ const CHECKPOINT_FIELDS_LEN: usize = 16;
 /// Appends a checkpoint record whose body ends with `padding` zero bytes (readers ignore bytes
 /// after the fields they know). The writer uses it to end a group commit on a block boundary,
 /// which direct I/O needs.
-pub fn encode_checkpoint_padded(out: &mut Vec<u8>, c: &Checkpoint, padding: usize) {
+pub fn encode_checkpoint_padded<S: RecordSink + ?Sized>(out: &mut S, c: &Checkpoint, padding: usize) {
     let mut f = [0u8; CHECKPOINT_FIELDS_LEN];
     f[0..8].copy_from_slice(&c.created_ns.to_le_bytes());
     f[8..16].copy_from_slice(&c.messages_before.to_le_bytes());
@@ -158,7 +158,7 @@ pub const fn checkpoint_padding(offset: u64, after: u64, align: u64) -> usize {
 }
 
 /// Appends the footer record.
-pub fn encode_footer(out: &mut Vec<u8>, summary: &SegmentSummary) {
+pub fn encode_footer<S: RecordSink + ?Sized>(out: &mut S, summary: &SegmentSummary) {
     let json = serde_json::to_vec(summary).unwrap_or_default();
     encode_frame(out, KIND_FOOTER, 0, &[&json]);
 }

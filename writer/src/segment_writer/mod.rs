@@ -234,8 +234,6 @@ enum Interrupt {
 struct InFlight {
     id: u64,
     batch: Batch,
-    /// The aligned copy of the whole batch a direct chain wrote from (hashed when durable).
-    aligned: Option<AlignedBuf>,
     outcome: Option<Outcome>,
     short_retries: u32,
 }
@@ -262,7 +260,7 @@ pub struct SegmentWriter {
     ready: VecDeque<Batch>,
     in_flight: VecDeque<InFlight>,
     files: BTreeMap<u64, SegmentFile>,
-    spare_buffers: Vec<Vec<u8>>,
+    spare_buffers: Vec<AlignedBuf>,
     watermark: DurableWatermark,
     stats: WriterStats,
     paused: bool,
@@ -686,7 +684,7 @@ impl SegmentWriter {
     fn append_record(
         &mut self,
         h: &MessageHeader,
-        encode: impl FnOnce(&mut Vec<u8>),
+        encode: impl FnOnce(&mut AlignedBuf),
         payload_len: u64,
     ) -> Result<bool> {
         if !self.ensure_open()? {
@@ -759,7 +757,7 @@ impl SegmentWriter {
             }
         };
         let seq = file.seq;
-        let mut batch = Batch::new(seq, 0, self.spare_buffers.pop().unwrap_or_default());
+        let mut batch = Batch::new(seq, 0, self.take_buffer());
         batch.push_record(|out| out.extend_from_slice(&header));
         info!(segment = %file.path.display(), "segment opened");
         self.files.insert(seq, file);
@@ -808,9 +806,10 @@ impl SegmentWriter {
         open.summary.add_other();
         open.len += n as u64;
         let (seq, len) = (open.seq, open.len);
-        let next = Batch::new(seq, len, self.spare_buffers.pop().unwrap_or_default());
-        let done = std::mem::replace(batch, next);
-        self.ready.push_back(done);
+        let next = Batch::new(seq, len, self.take_buffer());
+        if let Some(done) = self.current.replace(next) {
+            self.ready.push_back(done);
+        }
         if self.rotation.full_by_size(len) {
             // The padding reached the rotation size: no message goes after it.
             self.rotate();
@@ -833,7 +832,7 @@ impl SegmentWriter {
             return;
         };
         let align = direct_align(&self.files, open.seq);
-        let mut batch = self.current.take().unwrap_or_else(|| Batch::new(open.seq, open.len, Vec::new()));
+        let mut batch = self.current.take().unwrap_or_else(|| Batch::new(open.seq, open.len, AlignedBuf::default()));
         let checkpoint = !batch.is_empty() || align.is_some();
         if checkpoint {
             open.summary.add_other();
@@ -913,11 +912,9 @@ impl SegmentWriter {
     }
 
     fn submit(&mut self, mut batch: Batch) -> Result<()> {
-        // Hashed aligned buffers back to the ring first, so it reuses them instead of
+        // Hashed buffers back to the pool first, so that new batches reuse them instead of
         // allocating (and page-faulting) new ones.
-        for a in self.sealer.returned() {
-            self.ring.recycle(a);
-        }
+        self.take_hashed_buffers();
         let Some(file) = self.files.get_mut(&batch.seq) else {
             // Cannot happen: a batch's file stays until the batch retires.
             error!(segment = batch.seq, "batch without its segment file: holding its messages");
@@ -938,7 +935,7 @@ impl SegmentWriter {
         };
         match self.ring.submit(chain) {
             Ok(()) => {
-                self.in_flight.push_back(InFlight { id, batch, aligned: None, outcome: None, short_retries: 0 });
+                self.in_flight.push_back(InFlight { id, batch, outcome: None, short_retries: 0 });
                 Ok(())
             }
             Err((chain, source)) => {
@@ -975,17 +972,7 @@ impl SegmentWriter {
 
     /// Judges one completed chain (through the fault hook) and records its outcome.
     fn on_chain_done(&mut self, r: ChainResult) {
-        let ChainResult { chain, writes, datasync, dirsync, aligned, aligned_from } = r;
-        if let Some(a) = aligned {
-            if aligned_from == 0 {
-                if let Some(fl) = self.in_flight.iter_mut().find(|f| f.id == chain.id) {
-                    fl.aligned = Some(a);
-                }
-            } else {
-                // A resumed write's copy covers part of the batch only: not hashed from memory.
-                self.ring.recycle(a);
-            }
-        }
+        let ChainResult { chain, writes, datasync, dirsync } = r;
         let Some(idx) = self.in_flight.iter().position(|f| f.id == chain.id) else {
             error!(batch = chain.id, "completion of an unknown batch");
             return;
@@ -1101,36 +1088,31 @@ impl SegmentWriter {
             let Some(fl) = self.in_flight.pop_front() else {
                 break;
             };
-            let b = fl.batch;
-            if let Some(f) = self.files.get_mut(&b.seq) {
-                // Feed the batch's bytes to the segment's SHA-256 if they continue it.
-                match fl.aligned {
-                    Some(a) if f.hashed_to == Some(b.file_offset) && a.len() == b.len() => {
-                        match self.sealer.hash(b.seq, a) {
-                            Ok(()) => f.hashed_to = Some(b.file_offset + b.len() as u64),
-                            Err(a) => {
-                                f.hashed_to = None;
-                                self.ring.recycle(a);
-                            }
-                        }
-                    }
-                    other => {
-                        f.hashed_to = None;
-                        if let Some(a) = other {
-                            self.ring.recycle(a);
-                        }
-                    }
-                }
-            }
+            let mut b = fl.batch;
+            let len = b.len() as u64;
             for m in &b.messages {
                 self.watermark.durable(&m.header);
             }
-            self.stats.durable_bytes += b.len() as u64;
+            self.stats.durable_bytes += len;
             self.stats.commits += 1;
             self.consecutive_failures = 0;
             self.io_backoff = self.opts.probe_interval;
+            let mut buf = Some(std::mem::take(&mut b.buf));
             if let Some(f) = self.files.get_mut(&b.seq) {
-                f.durable_len = b.file_offset + b.len() as u64;
+                f.durable_len = b.file_offset + len;
+                // Feed the batch's bytes to the segment's SHA-256 if they continue it.
+                if f.hashed_to == Some(b.file_offset) {
+                    match buf.take().map(|a| self.sealer.hash(b.seq, a)) {
+                        Some(Ok(())) => f.hashed_to = Some(b.file_offset + len),
+                        Some(Err(a)) => {
+                            f.hashed_to = None;
+                            buf = Some(a);
+                        }
+                        None => f.hashed_to = None,
+                    }
+                } else {
+                    f.hashed_to = None;
+                }
             }
             if b.seals {
                 if let Some(f) = self.files.remove(&b.seq) {
@@ -1148,23 +1130,39 @@ impl SegmentWriter {
                     }
                 }
             }
-            self.recycle(b.buf);
+            if let Some(buf) = buf {
+                self.recycle(buf);
+            }
         }
     }
 
-    fn recycle(&mut self, mut buf: Vec<u8>) {
+    /// A buffer for a new batch: a spare one, or a new one with room for a full commit.
+    fn take_buffer(&mut self) -> AlignedBuf {
+        self.spare_buffers.pop().unwrap_or_else(|| {
+            let room = self.opts.commit_bytes.min(self.opts.segment_size).saturating_add(64 * 1024);
+            AlignedBuf::with_capacity(usize::try_from(room).unwrap_or(usize::MAX))
+        })
+    }
+
+    fn recycle(&mut self, mut buf: AlignedBuf) {
         if self.spare_buffers.len() < SPARE_BUFFERS {
             buf.clear();
             self.spare_buffers.push(buf);
         }
     }
 
+    /// Takes back the buffers the sealer finished hashing.
+    fn take_hashed_buffers(&mut self) {
+        let back: Vec<AlignedBuf> = self.sealer.returned().collect();
+        for buf in back {
+            self.recycle(buf);
+        }
+    }
+
     // ----- sealing -----
 
     fn collect_seals(&mut self) {
-        for a in self.sealer.returned() {
-            self.ring.recycle(a);
-        }
+        self.take_hashed_buffers();
         for outcome in self.sealer.try_results() {
             self.on_seal_outcome(outcome);
         }

@@ -17,6 +17,7 @@ use tracing::warn;
 
 use super::{SegmentWriter, StallKind};
 use crate::batch::{Batch, HeldMessages};
+use crate::uring::AlignedBuf;
 
 /// Longest a message waits for its topic's definition.
 pub(crate) const DEFINITION_WAIT: Duration = Duration::from_secs(1);
@@ -65,7 +66,7 @@ impl SegmentWriter {
         if self.undefined.count >= MAX_WAITING {
             return false;
         }
-        let mut one = Batch::new(0, 0, Vec::new());
+        let mut one = Batch::new(0, 0, AlignedBuf::default());
         one.push_message(*h, |out| encode_message(out, h, payload));
         let (_, held) =
             self.undefined.topics.entry(h.topic_id).or_insert_with(|| (Instant::now(), HeldMessages::default()));
