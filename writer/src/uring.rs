@@ -101,6 +101,11 @@ impl AlignedBuf {
         self.storage_mut()[at..at + data.len()].copy_from_slice(data);
     }
 
+    /// Bytes the storage holds.
+    pub(crate) fn capacity(&self) -> usize {
+        self.blocks.len() * DIRECT_ALIGN
+    }
+
     /// Forgets the contents, keeping the storage.
     pub(crate) fn clear(&mut self) {
         self.len = 0;
@@ -163,10 +168,7 @@ impl From<&[u8]> for AlignedBuf {
 
 impl std::fmt::Debug for AlignedBuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AlignedBuf")
-            .field("len", &self.len)
-            .field("capacity", &(self.blocks.len() * DIRECT_ALIGN))
-            .finish()
+        f.debug_struct("AlignedBuf").field("len", &self.len).field("capacity", &self.capacity()).finish()
     }
 }
 

@@ -1136,16 +1136,22 @@ impl SegmentWriter {
         }
     }
 
-    /// A buffer for a new batch: a spare one, or a new one with room for a full commit.
-    fn take_buffer(&mut self) -> AlignedBuf {
-        self.spare_buffers.pop().unwrap_or_else(|| {
-            let room = self.opts.commit_bytes.min(self.opts.segment_size).saturating_add(64 * 1024);
-            AlignedBuf::with_capacity(usize::try_from(room).unwrap_or(usize::MAX))
-        })
+    /// Room a batch buffer is made with: a full commit and some.
+    fn batch_room(&self) -> usize {
+        let room = self.opts.commit_bytes.min(self.opts.segment_size).saturating_add(64 * 1024);
+        usize::try_from(room).unwrap_or(usize::MAX)
     }
 
+    /// A buffer for a new batch: a spare one, or a new one with room for a full commit.
+    fn take_buffer(&mut self) -> AlignedBuf {
+        let room = self.batch_room();
+        self.spare_buffers.pop().unwrap_or_else(|| AlignedBuf::with_capacity(room))
+    }
+
+    /// Keeps a buffer for reuse, unless enough are kept or it grew far beyond a commit (a
+    /// huge message): its memory is given back then.
     fn recycle(&mut self, mut buf: AlignedBuf) {
-        if self.spare_buffers.len() < SPARE_BUFFERS {
+        if self.spare_buffers.len() < SPARE_BUFFERS && buf.capacity() <= 2 * self.batch_room() {
             buf.clear();
             self.spare_buffers.push(buf);
         }
