@@ -4,7 +4,8 @@
 //!   commit policy: every 5 ms or 8 MiB),
 //! - the fleetrec `SegmentWriter` (io_uring, group commit, default `[storage]` settings),
 //!
-//! for 64 B, 4 KiB, 64 KiB and 1 MiB records, as MB/s and ratios; then the durable latency
+//! for 64 B, 4 KiB, 64 KiB and 1 MiB records, as MB/s and ratios (each contender starts on a
+//! settled file system: see `settle`); then the durable latency
 //! (append -> covered by the durable watermark) p50/p99 at a paced 100 MB/s of 4 KiB messages.
 //!
 //! `cargo run --release -p writer --example bench_writer -- DIR [TOTAL_MIB]`
@@ -43,8 +44,19 @@ fn header(seq: u64) -> MessageHeader {
     MessageHeader { topic_id: 1, sequence: seq, receive_time_ns: seq, ingest_session: 1, ..Default::default() }
 }
 
+/// Lets the file system finish the previous contender's cleanup before the next one is timed:
+/// `sync -f` commits the journal, and the pause lets the discards of the deleted files run
+/// (on a file system mounted with `discard` they are issued after a journal commit; without
+/// this, each contender would pay for the one before it, and `dd`, which commits nothing,
+/// would pay for nobody).
+fn settle(dir: &Path) {
+    let _ = std::process::Command::new("sync").arg("-f").arg(dir).status();
+    std::thread::sleep(Duration::from_secs(1));
+}
+
 /// MB/s of `dd if=/dev/zero of=DIR/dd.bin bs=1M count=TOTAL oflag=direct`.
 fn dd(dir: &Path, total_mib: u64) -> f64 {
+    settle(dir);
     let out = dir.join("dd.bin");
     let start = Instant::now();
     let status = std::process::Command::new("dd")
@@ -62,6 +74,7 @@ fn dd(dir: &Path, total_mib: u64) -> f64 {
 /// MB/s of payload through a plain File with the writer's commit policy: the same framed
 /// records, written in 256 KiB chunks, `sync_data` once 8 MiB are unsynced or 5 ms passed.
 fn std_file(dir: &Path, size: usize, total: u64) -> f64 {
+    settle(dir);
     let path = dir.join(format!("std-{size}.bin"));
     let mut f = std::fs::File::create(&path).unwrap();
     let payload = vec![0x5au8; size];
@@ -112,6 +125,7 @@ fn options(dir: &Path) -> WriterOptions {
 }
 
 fn segment_writer(dir: &Path, size: usize, total: u64) -> (f64, f64) {
+    settle(dir);
     let d = dir.join(format!("wal-{size}"));
     let (mut w, _) = SegmentWriter::open(options(&d)).unwrap();
     w.define_topic(topic()).unwrap();
