@@ -1,6 +1,7 @@
 //! The segment file format, sans-IO: encode records into a [`RecordSink`] (a `Vec<u8>`, or
-//! the writer's aligned batch buffer), decode and scan byte slices. No function here touches a file, so the io_uring writer, the uploader, the exporter
-//! and the tests share one implementation. The byte layout is specified in `docs/FORMAT.md`.
+//! the writer's aligned batch buffer), decode and scan byte slices. No function here touches a
+//! file, so the io_uring writer, the uploader, the exporter and the tests share one
+//! implementation. The byte layout is specified in `docs/FORMAT.md`.
 
 mod frame;
 mod header;

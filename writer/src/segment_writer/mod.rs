@@ -1140,20 +1140,22 @@ impl SegmentWriter {
         }
     }
 
-    /// Room a batch buffer is made with: a full commit and some.
+    /// Room a new batch buffer is made with: twice the recent commits (a slow recording keeps
+    /// small buffers), at least 64 KiB, at most a full commit and some.
     fn batch_room(&self) -> usize {
-        let room = self.opts.commit_bytes.min(self.opts.segment_size).saturating_add(64 * 1024);
+        let full = self.opts.commit_bytes.min(self.opts.segment_size).saturating_add(64 * 1024);
+        let room = self.commit_avg.saturating_mul(2).clamp(64 * 1024, full.max(64 * 1024));
         usize::try_from(room).unwrap_or(usize::MAX)
     }
 
-    /// A buffer for a new batch: a spare one, or a new one with room for a full commit.
+    /// A buffer for a new batch: a spare one, or a new one sized by [`Self::batch_room`].
     fn take_buffer(&mut self) -> AlignedBuf {
         let room = self.batch_room();
         self.spare_buffers.pop().unwrap_or_else(|| AlignedBuf::with_capacity(room))
     }
 
-    /// Keeps a buffer for reuse, unless enough are kept or it grew far beyond a commit (a
-    /// huge message): its memory is given back then.
+    /// Keeps a buffer for reuse, unless enough are kept or it is far bigger than recent commits
+    /// need (a huge message, or a burst that ended): its memory is given back then.
     fn recycle(&mut self, mut buf: AlignedBuf) {
         if self.spare_buffers.len() < SPARE_BUFFERS && buf.capacity() <= 2 * self.batch_room() {
             buf.clear();
