@@ -87,6 +87,8 @@ fn an_upload_the_server_keeps_failing_with_500_is_restarted_after_two_rounds() {
     assert!(warn.contains(&name) && warn.contains(&poisoned) && warn.contains("InternalError"), "{warn}");
     assert_eq!(log.matches("the server keeps failing this multipart upload").count(), 1, "log:\n{log}");
     assert!(log.matches("giving up for now: the server answers with errors").count() >= 2, "log:\n{log}");
+    // The engine says what stopped the segment: the server answered, it was not unreachable.
+    assert!(log.contains("the server answers with errors: segments wait for the next probe"), "log:\n{log}");
 
     // The poisoned upload was aborted (the proxy lets aborts through): nothing stays open.
     assert!(proxy.aborts_forwarded() >= 1, "the failing upload was not aborted");

@@ -320,6 +320,7 @@ impl Engine {
     fn on_outcome(&mut self, name: String, outcome: SegmentOutcome) {
         self.running.remove(&name);
         let retry_at = Instant::now() + self.cfg.probe_interval;
+        let server_failing = matches!(outcome, SegmentOutcome::ServerFailing(_));
         match outcome {
             SegmentOutcome::Done { sent, journal } => {
                 self.queue.remove(&name);
@@ -338,15 +339,17 @@ impl Engine {
                 tracing::info!(segment = %name, sent, key = %journal.key, "segment done");
                 self.retention();
             }
-            SegmentOutcome::Offline(reason) => {
+            SegmentOutcome::Offline(reason) | SegmentOutcome::ServerFailing(reason) => {
+                // Say what stopped the segment: no answer, or answers that were errors.
+                let what = if server_failing { "the server answers with errors" } else { "endpoint unreachable" };
                 if self.online {
-                    tracing::warn!(segment = %name, %reason, "endpoint unreachable: segments wait for the next probe");
+                    tracing::warn!(segment = %name, %reason, "{what}: segments wait for the next probe");
                 }
                 self.online = false;
                 self.next_probe = retry_at;
                 let mut c = self.ctx.progress.lock();
                 c.online = false;
-                c.offline_reason = reason;
+                c.offline_reason = if server_failing { format!("{what}: {reason}") } else { reason };
             }
             SegmentOutcome::Refused(reason) => {
                 tracing::error!(segment = %name, %reason, "the server refused the upload: retrying after the probe interval");

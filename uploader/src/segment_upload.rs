@@ -102,6 +102,8 @@ pub enum SegmentOutcome {
     },
     /// The endpoint failed (backoff spent): wait for the next probe.
     Offline(String),
+    /// The server answered with errors (HTTP 5xx; backoff spent): wait for the next probe.
+    ServerFailing(String),
     /// The server refuses (permissions, bucket, rejected request): wait for the next probe.
     Refused(String),
     /// The segment does not match its manifest: not uploaded.
@@ -172,7 +174,8 @@ pub async fn upload_segment(ctx: Arc<UploadContext>, seg: Arc<SealedSegment>) ->
         Ok(outcome) => outcome,
         Err(Stop::Local(e)) => SegmentOutcome::Local(e),
         Err(Stop::Corrupt(e)) => SegmentOutcome::Corrupt(e.to_string()),
-        Err(Stop::Failure(Failure::Transient(m) | Failure::ServerError(m))) => SegmentOutcome::Offline(m),
+        Err(Stop::Failure(Failure::Transient(m))) => SegmentOutcome::Offline(m),
+        Err(Stop::Failure(Failure::ServerError(m))) => SegmentOutcome::ServerFailing(m),
         Err(Stop::Failure(Failure::Permanent(m) | Failure::UploadGone(m))) => SegmentOutcome::Refused(m),
     }
 }
