@@ -21,10 +21,13 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use io_uring::{opcode, types, IoUring};
 use sha2::Digest;
+
+mod common;
+use common::{dd, settle};
 
 const WRITE: usize = 1 << 20;
 const TOTAL: usize = 1 << 30;
@@ -36,26 +39,6 @@ struct Block([u8; 4096]);
 
 fn env(k: &str, d: usize) -> usize {
     std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
-}
-
-fn settle(dir: &Path) {
-    let _ = std::process::Command::new("sync").arg("-f").arg(dir).status();
-    std::thread::sleep(Duration::from_secs(1));
-}
-
-fn dd(dir: &Path) -> f64 {
-    settle(dir);
-    let out = dir.join("dd.bin");
-    let start = Instant::now();
-    let ok = std::process::Command::new("dd")
-        .args(["if=/dev/zero", &format!("of={}", out.display()), "bs=1M", "count=1024", "oflag=direct", "status=none"])
-        .status()
-        .expect("run dd")
-        .success();
-    assert!(ok);
-    let mbs = TOTAL as f64 / 1e6 / start.elapsed().as_secs_f64();
-    std::fs::remove_file(&out).ok();
-    mbs
 }
 
 struct Commit {
@@ -201,7 +184,12 @@ fn main() {
     println!("|---|---|---|---|---|");
     let mut cols: [Vec<f64>; 4] = Default::default();
     for r in 1..=rounds {
-        let v = [dd(&dir), pattern(&dir, false, false), pattern(&dir, true, false), pattern(&dir, true, true)];
+        let v = [
+            dd(&dir, (TOTAL >> 20) as u64),
+            pattern(&dir, false, false),
+            pattern(&dir, true, false),
+            pattern(&dir, true, true),
+        ];
         println!("| {r} | {:.0} | {:.0} | {:.0} | {:.0} |", v[0], v[1], v[2], v[3]);
         for (c, x) in cols.iter_mut().zip(v) {
             c.push(x);

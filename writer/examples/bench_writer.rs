@@ -24,6 +24,9 @@ use shared::segment::encode_message;
 use shared::topic::TopicInfo;
 use writer::{SegmentWriter, WriterOptions};
 
+mod common;
+use common::{dd, settle};
+
 const SIZES: [usize; 4] = [64, 4096, 65536, 1 << 20];
 
 fn topic() -> TopicInfo {
@@ -42,33 +45,6 @@ fn topic() -> TopicInfo {
 
 fn header(seq: u64) -> MessageHeader {
     MessageHeader { topic_id: 1, sequence: seq, receive_time_ns: seq, ingest_session: 1, ..Default::default() }
-}
-
-/// Lets the file system finish the previous contender's cleanup before the next one is timed:
-/// `sync -f` commits the journal, and the pause lets the discards of the deleted files run
-/// (on a file system mounted with `discard` they are issued after a journal commit; without
-/// this, each contender would pay for the one before it, and `dd`, which commits nothing,
-/// would pay for nobody).
-fn settle(dir: &Path) {
-    let _ = std::process::Command::new("sync").arg("-f").arg(dir).status();
-    std::thread::sleep(Duration::from_secs(1));
-}
-
-/// MB/s of `dd if=/dev/zero of=DIR/dd.bin bs=1M count=TOTAL oflag=direct`.
-fn dd(dir: &Path, total_mib: u64) -> f64 {
-    settle(dir);
-    let out = dir.join("dd.bin");
-    let start = Instant::now();
-    let status = std::process::Command::new("dd")
-        .arg("if=/dev/zero")
-        .arg(format!("of={}", out.display()))
-        .args(["bs=1M", &format!("count={total_mib}"), "oflag=direct", "status=none"])
-        .status()
-        .expect("run dd");
-    assert!(status.success());
-    let secs = start.elapsed().as_secs_f64();
-    std::fs::remove_file(&out).ok();
-    (total_mib * 1024 * 1024) as f64 / 1e6 / secs
 }
 
 /// MB/s of payload through a plain File with the writer's commit policy: the same framed
