@@ -132,6 +132,19 @@ impl Toggle {
     }
 }
 
+/// `storage.io_mode`: how the writer writes segment files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoMode {
+    /// Measure both modes under load and use the faster one.
+    #[default]
+    Auto,
+    /// `O_DIRECT` into preallocated space, whenever commits are big enough.
+    Direct,
+    /// Through the page cache, always.
+    Buffered,
+}
+
 /// `[storage]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -146,6 +159,12 @@ pub struct StorageConfig {
     pub commit_interval_ms: u64,
     /// Group commit: fdatasync once this many bytes are unsynced. Default `8388608` (8 MiB).
     pub commit_bytes: u64,
+    /// How segment files are written: `"auto"` measures direct (`O_DIRECT` into preallocated
+    /// space) and buffered (page cache) segments while the recording is fast and uses whichever
+    /// made data durable faster, trying the other one again every 16th segment; `"direct"` or
+    /// `"buffered"` fix the mode. A slow recording (small commits) is always buffered. Default
+    /// `"auto"`.
+    pub io_mode: IoMode,
     /// Segment compression. Default `"none"` (only `"none"`/`false` is implemented).
     pub compress: Toggle,
     /// Segment encryption. Default `"none"` (only `"none"`/`false` is implemented).
@@ -160,6 +179,7 @@ impl Default for StorageConfig {
             segment_max_duration_s: 0,
             commit_interval_ms: 5,
             commit_bytes: 8 * 1024 * 1024,
+            io_mode: IoMode::Auto,
             compress: Toggle::Name("none".into()),
             encryption: Toggle::Name("none".into()),
         }

@@ -1,5 +1,6 @@
 //! Writer benchmark, everything in ONE run on the same disk (`DIR`):
-//! - `dd if=/dev/zero bs=1M oflag=direct` (the disk's direct-write limit),
+//! - `dd if=/dev/zero bs=1M oflag=direct` (the disk's direct-write limit), and the same with
+//!   `conv=fdatasync` (the same bytes made durable once, at the end),
 //! - a plain `std::fs::File` writer (the same framed bytes, write + `sync_data` with the same
 //!   commit policy: every 5 ms or 8 MiB),
 //! - the fleetrec `SegmentWriter` (io_uring, group commit, default `[storage]` settings),
@@ -19,13 +20,14 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use shared::config::IoMode;
 use shared::plane::MessageHeader;
 use shared::segment::encode_message;
 use shared::topic::TopicInfo;
 use writer::{SegmentWriter, WriterOptions};
 
 mod common;
-use common::{dd, settle};
+use common::{dd, dd_durable, settle};
 
 const SIZES: [usize; 4] = [64, 4096, 65536, 1 << 20];
 
@@ -94,8 +96,16 @@ fn options(dir: &Path) -> WriterOptions {
     if let Some(m) = std::env::var("BENCH_SEGMENT_MIB").ok().and_then(|s| s.parse::<u64>().ok()) {
         o.segment_size = m << 20;
     }
+    // BENCH_IO_MODE=auto|direct|buffered (default: the writer's default, auto); BENCH_DIRECT=0
+    // is buffered, as before.
+    match std::env::var("BENCH_IO_MODE").as_deref() {
+        Ok("direct") => o.io_mode = IoMode::Direct,
+        Ok("buffered") => o.io_mode = IoMode::Buffered,
+        Ok("auto") => o.io_mode = IoMode::Auto,
+        _ => {}
+    }
     if std::env::var("BENCH_DIRECT").is_ok_and(|v| v == "0") {
-        o.direct_io = false;
+        o.io_mode = IoMode::Buffered;
     }
     o
 }
@@ -169,6 +179,10 @@ fn latency(dir: &Path, size: usize, mb_per_s: f64, seconds: f64) -> (f64, f64, f
 }
 
 fn main() {
+    // RUST_LOG=info shows the writer's own log (the I/O mode it settles on, ...).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    }
     let args: Vec<String> = std::env::args().collect();
     let dir = Path::new(args.get(1).map_or("target/bench-writer", String::as_str)).to_path_buf();
     let total_mib: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(256);
@@ -178,18 +192,18 @@ fn main() {
     let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
     let o = options(&dir);
     println!(
-        "writer: direct_io {}, commit every {} ms or {} bytes, {} batches in flight; {rounds} alternating rounds \
+        "writer: io_mode {:?}, commit every {} ms or {} bytes, {} batches in flight; {rounds} alternating rounds \
          (dd, writer, std) per size, medians",
-        o.direct_io,
+        o.io_mode,
         o.commit_interval.as_millis(),
         o.commit_bytes,
         o.max_in_flight
     );
     println!();
     println!(
-        "| record | SegmentWriter MB/s | msg/s | std File+sync_data MB/s | dd direct MB/s | writer/dd | writer/std |"
+        "| record | SegmentWriter MB/s | msg/s | std File+sync_data MB/s | dd direct MB/s | dd direct + fdatasync MB/s | writer/dd | writer/(dd + fdatasync) | writer/std |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
         .ok()
         .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
@@ -203,13 +217,17 @@ fn main() {
         let t = if size < 4096 { total / 4 } else { total };
         let (mut dds, mut ws, mut msgs, mut ss, mut r_dd, mut r_std) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut dsyncs, mut r_dsync) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             // BENCH_WRITER_ONLY=1: no baselines (for profiling the writer alone).
             let only = std::env::var("BENCH_WRITER_ONLY").is_ok();
             let d = if only { f64::NAN } else { dd(&dir, total_mib) };
+            let ds = if only { f64::NAN } else { dd_durable(&dir, total_mib) };
             let (w_mbs, w_msgs) = segment_writer(&dir, size, t);
             let s_mbs = if only { f64::NAN } else { std_file(&dir, size, t) };
             r_dd.push(w_mbs / d);
+            r_dsync.push(w_mbs / ds);
+            dsyncs.push(ds);
             r_std.push(w_mbs / s_mbs);
             dds.push(d);
             ws.push(w_mbs);
@@ -217,12 +235,14 @@ fn main() {
             ss.push(s_mbs);
         }
         println!(
-            "| {size} B | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} |",
+            "| {size} B | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |",
             median(ws),
             median(msgs),
             median(ss),
             median(dds),
+            median(dsyncs),
             median(r_dd),
+            median(r_dsync),
             median(r_std)
         );
     }

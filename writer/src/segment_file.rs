@@ -49,8 +49,12 @@ pub(crate) struct SegmentFile {
     /// Opened with `O_DIRECT`: every write must start and end on a [`DIRECT_ALIGN`] boundary.
     pub(crate) direct: bool,
     /// Opened buffered because recent commits were small (not because the file system has no
-    /// direct I/O): the writer ends it early once commits grow.
-    pub(crate) buffered_by_choice: bool,
+    /// direct I/O, nor by the measured choice): the writer ends it early once commits grow.
+    pub(crate) buffered_for_small_commits: bool,
+    /// Opened while commits were big: its rate counts for the choice of the I/O mode.
+    pub(crate) under_load: bool,
+    /// Time its batches were in flight (see `io_mode.rs`).
+    pub(crate) busy: std::time::Duration,
     /// The file was preallocated: its size is the preallocation, not its data, until sealing
     /// cuts it to the footer's end.
     pub(crate) preallocated: bool,
@@ -69,6 +73,8 @@ pub(crate) struct FileMode {
     pub(crate) direct: bool,
     /// Preallocate this many bytes (`fallocate` mode 0, best effort; 0: none).
     pub(crate) preallocate: u64,
+    /// Opened while commits were big (else buffered because they were small).
+    pub(crate) under_load: bool,
 }
 
 impl SegmentFile {
@@ -104,9 +110,11 @@ impl SegmentFile {
                 needs_dir_sync: true,
                 seal_summary: None,
                 direct,
-                buffered_by_choice: !mode.direct,
+                buffered_for_small_commits: !mode.under_load,
+                under_load: mode.under_load,
+                busy: std::time::Duration::ZERO,
                 preallocated,
-                hashed_to: direct.then_some(0),
+                hashed_to: Some(0),
             },
             header.encode(),
         ))

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use common::*;
 use proptest::prelude::*;
+use shared::config::IoMode;
 use shared::segment::consts::{HEADER_LEN, KIND_MESSAGE};
 use shared::segment::{scan, ScanMode};
 use writer::directory::{abandoned_marker_path, list_segments, manifest_path};
@@ -33,7 +34,7 @@ fn crashed_segment() -> &'static Crashed {
         opts.segment_size = 1 << 20;
         // Buffered I/O: the file's size is its data, as in a classic torn write. Direct I/O's
         // preallocated files are covered by `direct_io_crash_leaves_zeros_that_are_not_damage`.
-        opts.direct_io = false;
+        opts.io_mode = IoMode::Buffered;
         let mut w = open(opts);
         let ts = topics();
         for t in &ts {
@@ -229,7 +230,7 @@ fn direct_io_crash_leaves_zeros_that_are_not_damage() {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = small_opts(dir.path());
     opts.segment_size = 1 << 20;
-    assert!(opts.direct_io);
+    opts.io_mode = IoMode::Direct;
     opts.direct_min_commit = 0;
     let mut w = open(opts);
     let ts = topics();

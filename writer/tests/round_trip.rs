@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use common::*;
+use shared::config::IoMode;
 use shared::segment::consts::{FRAME_HEADER_LEN, HEADER_LEN, MESSAGE_FIXED_LEN};
 use writer::directory::{list_segments, parse_segment_file_name};
 use writer::WriterState;
@@ -204,7 +205,7 @@ fn direct_io_commits_end_on_block_boundaries_and_match_buffered_mode() {
     for direct in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = small_opts(dir.path());
-        opts.direct_io = direct;
+        opts.io_mode = if direct { IoMode::Direct } else { IoMode::Buffered };
         opts.direct_min_commit = 0; // these commits are small: direct from the first segment
         let mut w = open(opts);
         let ts = topics();
@@ -285,6 +286,7 @@ fn small_commits_stay_buffered_big_ones_go_direct() {
     opts.segment_size = 256 * 1024;
     opts.commit_bytes = 64 * 1024;
     opts.direct_min_commit = 32 * 1024;
+    opts.io_mode = IoMode::Direct;
     // Commits by size or sync only, never by time: a slow machine must not shrink them.
     opts.commit_interval = std::time::Duration::from_secs(3600);
     let mut w = open(opts);
@@ -329,6 +331,7 @@ fn a_fast_start_ends_the_buffered_first_segment_early() {
     opts.segment_size = 4 * 1024 * 1024;
     opts.commit_bytes = 256 * 1024;
     opts.direct_min_commit = 128 * 1024;
+    opts.io_mode = IoMode::Direct;
     opts.commit_interval = std::time::Duration::from_secs(3600);
     let mut w = open(opts);
     let ts = topics();

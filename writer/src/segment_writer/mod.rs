@@ -16,6 +16,7 @@
 //! manifest.
 
 mod interruption;
+mod io_mode;
 mod stall;
 mod undefined_topics;
 
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iceoryx2::prelude::FileDescriptorBased;
-use shared::config::Config;
+use shared::config::{Config, IoMode};
 use shared::plane::MessageHeader;
 use shared::segment::{
     checkpoint_padding, encode_checkpoint_padded, encode_footer, encode_message, encode_topic, Checkpoint,
@@ -45,6 +46,7 @@ use crate::segment_file::{FileFailure, FileMode, OpenSegment, SegmentFile, DIREC
 use crate::uring::{AlignedBuf, Chain, ChainResult, Completions, Ring};
 use crate::watermark::DurableWatermark;
 
+use io_mode::IoModeChooser;
 pub use stall::free_bytes;
 use stall::{Stall, StallKind};
 use undefined_topics::UndefinedTopics;
@@ -91,12 +93,14 @@ pub struct WriterOptions {
     pub probe_interval: Duration,
     /// Free space needed beyond the held data before resuming after a full disk.
     pub resume_headroom: u64,
-    /// Write segments with `O_DIRECT` into preallocated space (falls back to buffered writes
-    /// where the file system has no direct I/O). Every commit then ends on a 4 KiB boundary
-    /// (its checkpoint record is padded).
-    pub direct_io: bool,
-    /// With `direct_io`, a new segment uses direct I/O only while recent commits average at
-    /// least this many bytes (before padding); slower recordings stay buffered, because padding
+    /// How segments are written (`storage.io_mode`). Direct segments use `O_DIRECT` into
+    /// preallocated space (falling back to buffered writes where the file system has no direct
+    /// I/O); every commit then ends on a 4 KiB boundary (its checkpoint record is padded).
+    /// [`IoMode::Auto`] measures both modes while commits are big and uses the faster (see
+    /// `io_mode.rs`); [`IoMode::Direct`] always uses direct I/O then.
+    pub io_mode: IoMode,
+    /// Unless `io_mode` is buffered, a new segment may use direct I/O only while recent commits
+    /// average at least this many bytes (before padding); slower recordings stay buffered, because padding
     /// each small commit to 4 KiB would multiply their disk use. 0: always direct. A segment
     /// opened buffered for that reason is ended early (after 1 MiB, or a quarter of
     /// `segment_size`) once the average reaches this again, so that a fast recording does not
@@ -121,7 +125,7 @@ impl WriterOptions {
             max_in_flight: 3,
             probe_interval: Duration::from_millis(500),
             resume_headroom: 1024 * 1024,
-            direct_io: true,
+            io_mode: IoMode::Auto,
             direct_min_commit: DIRECT_MIN_COMMIT,
             session_id: None,
             faults: Arc::new(NoFaults),
@@ -137,6 +141,7 @@ impl WriterOptions {
             commit_interval: Duration::from_millis(s.commit_interval_ms),
             commit_bytes: s.commit_bytes,
             resume_headroom: s.wal_segment_size.min(4 * 1024 * 1024),
+            io_mode: s.io_mode,
             ..WriterOptions::new(&s.path)
         }
     }
@@ -233,6 +238,8 @@ enum Interrupt {
 #[derive(Debug)]
 struct InFlight {
     id: u64,
+    /// When the batch went to io_uring (for the I/O mode's busy time).
+    submitted: Instant,
     batch: Batch,
     outcome: Option<Outcome>,
     short_retries: u32,
@@ -250,6 +257,10 @@ pub struct SegmentWriter {
     next_batch_id: u64,
     /// Moving average of commit sizes (bytes before padding), for choosing direct I/O.
     commit_avg: u64,
+    /// Direct or buffered for segments opened under load, by measured rates.
+    io_modes: IoModeChooser,
+    /// When the last batch retired (a batch's busy time starts at its submission or here).
+    last_retired: Instant,
     /// Bytes appended since completions were last taken (see [`Self::pump`]).
     unreaped: u64,
     /// An iceoryx2 wake taken with other completions, reported by the next [`Self::wait`].
@@ -318,6 +329,8 @@ impl SegmentWriter {
             unreaped: 0,
             woken: false,
             commit_avg: 0,
+            io_modes: IoModeChooser::default(),
+            last_retired: Instant::now(),
             topics: HashMap::new(),
             open: None,
             current: None,
@@ -420,9 +433,20 @@ impl SegmentWriter {
         let seg = self.current_segment().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
         match (&self.last_error, seg) {
             (Some(e), _) => format!("last error: {e}"),
-            (None, Some(s)) => format!("writing {s}"),
+            (None, Some(s)) => format!("writing {s} ({})", self.io_mode_detail()),
             (None, None) => "idle".into(),
         }
+    }
+
+    /// The open segment's I/O mode, and the rates measured for `io_mode = "auto"`:
+    /// `direct, measured direct 1210 MB/s, buffered 640 MB/s`.
+    fn io_mode_detail(&self) -> String {
+        let direct = self.open.as_ref().and_then(|o| self.files.get(&o.seq)).is_some_and(|f| f.direct);
+        let mut out = String::from(if direct { "direct" } else { "buffered" });
+        if let (Some(d), Some(b)) = self.io_modes.rates() {
+            out.push_str(&format!(", measured direct {:.0} MB/s, buffered {:.0} MB/s", d / 1e6, b / 1e6));
+        }
+        out
     }
 
     /// Segments sealed since the last call (to announce).
@@ -730,9 +754,10 @@ impl SegmentWriter {
             return Ok(true);
         }
         let mut attempts = 0;
+        let mode = self.next_file_mode();
         let (file, header) = loop {
             let seq = self.next_seq;
-            match SegmentFile::create(&self.opts.dir, seq, &self.session, self.file_mode()) {
+            match SegmentFile::create(&self.opts.dir, seq, &self.session, mode) {
                 Ok(created) => {
                     self.next_seq += 1;
                     break created;
@@ -778,21 +803,30 @@ impl SegmentWriter {
         open.undefined.remove(&id);
     }
 
-    /// How new segment files are opened.
-    fn file_mode(&self) -> FileMode {
+    /// How the next segment file is opened (a choice of the I/O mode, when under load).
+    fn next_file_mode(&mut self) -> FileMode {
+        let under_load = self.under_load();
+        let direct = under_load
+            && match self.opts.io_mode {
+                IoMode::Auto => self.io_modes.choose(),
+                IoMode::Direct => true,
+                IoMode::Buffered => false,
+            };
         FileMode {
-            direct: self.direct_now(),
+            direct,
             // Exactly the rotation size: a segment ends just past it (its last batch extends
             // the file), so sealing cuts nothing. Freed blocks would cost a discard on file
             // systems mounted with `discard`, and ext4 runs those inside its journal commits,
             // which the next fdatasyncs wait for.
-            preallocate: if self.direct_now() { self.opts.segment_size } else { 0 },
+            preallocate: if direct { self.opts.segment_size } else { 0 },
+            under_load,
         }
     }
 
-    /// Whether a segment opened now uses direct I/O (see [`WriterOptions::direct_min_commit`]).
-    fn direct_now(&self) -> bool {
-        self.opts.direct_io && self.commit_avg >= self.opts.direct_min_commit
+    /// Whether a segment opened now may use direct I/O: unless `io_mode` is buffered, while
+    /// recent commits are big (see [`WriterOptions::direct_min_commit`]).
+    fn under_load(&self) -> bool {
+        self.opts.io_mode != IoMode::Buffered && self.commit_avg >= self.opts.direct_min_commit
     }
 
     /// Closes the current batch at a commit boundary (a checkpoint record) and queues it.
@@ -818,8 +852,8 @@ impl SegmentWriter {
             // The padding reached the rotation size: no message goes after it.
             self.rotate();
         } else if len >= (self.opts.segment_size / 4).min(UPGRADE_MIN_LEN)
-            && self.direct_now()
-            && self.files.get(&seq).is_some_and(|f| f.buffered_by_choice)
+            && self.under_load()
+            && self.files.get(&seq).is_some_and(|f| f.buffered_for_small_commits)
         {
             // Commits grew (a fast recording, or the start of one: the first segment opens
             // before any commit size is known): end this buffered segment early so that the
@@ -939,7 +973,8 @@ impl SegmentWriter {
         };
         match self.ring.submit(chain) {
             Ok(()) => {
-                self.in_flight.push_back(InFlight { id, batch, outcome: None, short_retries: 0 });
+                let submitted = Instant::now();
+                self.in_flight.push_back(InFlight { id, submitted, batch, outcome: None, short_retries: 0 });
                 Ok(())
             }
             Err((chain, source)) => {
@@ -1088,10 +1123,24 @@ impl SegmentWriter {
 
     /// Retires, in order, the batches at the front whose sync completed.
     fn retire(&mut self) {
+        // The time since the last retirement (or since the first of these batches was
+        // submitted, if the ring was idle meanwhile) is the disk's busy time for the batches
+        // retiring now, shared out by their sizes (see `io_mode.rs`).
+        let now = Instant::now();
+        let retiring = self.in_flight.iter().take_while(|f| f.outcome == Some(Outcome::Durable));
+        let (first_submitted, retiring_bytes) = retiring.fold((None::<Instant>, 0u64), |(t, n), f| {
+            (Some(t.map_or(f.submitted, |t| t.min(f.submitted))), n + f.batch.len() as u64)
+        });
+        let busy_total =
+            first_submitted.map_or(Duration::ZERO, |t| now.saturating_duration_since(t.max(self.last_retired)));
+        if first_submitted.is_some() {
+            self.last_retired = now;
+        }
         while self.in_flight.front().is_some_and(|f| f.outcome == Some(Outcome::Durable)) {
             let Some(fl) = self.in_flight.pop_front() else {
                 break;
             };
+            let busy = busy_total.mul_f64(fl.batch.len() as f64 / retiring_bytes.max(1) as f64);
             let mut b = fl.batch;
             let len = b.len() as u64;
             for m in &b.messages {
@@ -1104,6 +1153,7 @@ impl SegmentWriter {
             let mut buf = Some(std::mem::take(&mut b.buf));
             if let Some(f) = self.files.get_mut(&b.seq) {
                 f.durable_len = b.file_offset + len;
+                f.busy += busy;
                 // Feed the batch's bytes to the segment's SHA-256 if they continue it.
                 if f.hashed_to == Some(b.file_offset) {
                     match buf.take().map(|a| self.sealer.hash(b.seq, a)) {
@@ -1120,6 +1170,9 @@ impl SegmentWriter {
             }
             if b.seals {
                 if let Some(f) = self.files.remove(&b.seq) {
+                    if f.under_load && self.opts.io_mode == IoMode::Auto {
+                        self.measured_io_mode(&f);
+                    }
                     let job = SealJob {
                         seq: f.seq,
                         path: f.path.clone(),
@@ -1137,6 +1190,27 @@ impl SegmentWriter {
             if let Some(buf) = buf {
                 self.recycle(buf);
             }
+        }
+    }
+
+    /// Keeps the rate a sealed segment opened under load was made durable at, for the choice of
+    /// the next segments' I/O mode.
+    fn measured_io_mode(&mut self, f: &SegmentFile) {
+        let before = self.io_modes.prefers_direct();
+        let Some(rate) = self.io_modes.record(f.direct, f.durable_len, f.busy) else {
+            return;
+        };
+        let mode = if f.direct { "direct" } else { "buffered" };
+        tracing::debug!(segment = f.seq, mode, mb_per_s = rate / 1e6, "I/O mode measured");
+        let after = self.io_modes.prefers_direct();
+        if before != after {
+            let (d, b) = self.io_modes.rates();
+            info!(
+                direct_mb_per_s = d.map(|r| (r / 1e6).round()),
+                buffered_mb_per_s = b.map(|r| (r / 1e6).round()),
+                "fast segments now use {} I/O (measured faster)",
+                if after { "direct" } else { "buffered" }
+            );
         }
     }
 
