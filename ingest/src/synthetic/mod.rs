@@ -60,11 +60,16 @@ struct Stream {
     sent: u64,
 }
 
+/// Longest a [`SyntheticSource::publish_due`] call publishes before it returns.
+pub const BURST_BUDGET: Duration = Duration::from_millis(10);
+
 /// The schedule of every simulated (robot, topic) stream.
 pub struct SyntheticSource {
     streams: Vec<Stream>,
     max_per_topic: u64,
     deadline: Option<Instant>,
+    /// The stream a [`SyntheticSource::publish_due`] call starts with.
+    next_stream: usize,
 }
 
 impl std::fmt::Debug for SyntheticSource {
@@ -101,7 +106,7 @@ impl SyntheticSource {
         }
         let deadline =
             (config.synthetic.duration_s > 0).then(|| start + Duration::from_secs(config.synthetic.duration_s));
-        SyntheticSource { streams, max_per_topic: config.synthetic.max_messages_per_topic, deadline }
+        SyntheticSource { streams, max_per_topic: config.synthetic.max_messages_per_topic, deadline, next_stream: 0 }
     }
 
     /// Whether the configured duration or message count is reached.
@@ -111,18 +116,26 @@ impl SyntheticSource {
             || (self.max_per_topic > 0 && self.streams.iter().all(|s| s.sent >= self.max_per_topic))
     }
 
-    /// Publishes every message that is due (catching up at most one second of backlog per
+    /// Publishes the messages that are due (catching up at most one second of backlog per
     /// stream; older backlog is skipped and logged, because a simulation has no real data to
-    /// lose). Returns the time of the next due message.
+    /// lose), for at most [`BURST_BUDGET`]: a source offered faster than it can publish still
+    /// returns often enough for status and control requests. Returns the time of the next due
+    /// message (now, if some are still due).
     pub fn publish_due(&mut self, fwd: &mut Forwarder, paused: bool) -> Instant {
         let now = Instant::now();
         let mut next = now + Duration::from_millis(100);
-        for s in &mut self.streams {
+        let mut published = 0u32;
+        let mut out_of_time = false;
+        let n = self.streams.len();
+        // Round robin: a call that ran out of time goes on with the next stream next time.
+        let first = self.next_stream % n.max(1);
+        for i in (first..n).chain(0..first) {
+            let s = &mut self.streams[i];
             if now.duration_since(s.next_due) > Duration::from_secs(1) {
                 tracing::warn!(topic = ?fwd.topic(s.handle).map(|t| &t.name), "synthetic source fell behind by > 1 s, skipping ahead");
                 s.next_due = now;
             }
-            while s.next_due <= now && (self.max_per_topic == 0 || s.sent < self.max_per_topic) {
+            while !out_of_time && s.next_due <= now && (self.max_per_topic == 0 || s.sent < self.max_per_topic) {
                 s.next_due += s.period;
                 if paused {
                     continue;
@@ -133,6 +146,11 @@ impl SyntheticSource {
                 let payload = encode(&s.spec, s.robot_id, seq, stamp);
                 s.sent += 1;
                 let _ = fwd.forward(s.handle, stamp, &payload);
+                published = published.wrapping_add(1);
+                if published.is_multiple_of(256) && now.elapsed() >= BURST_BUDGET {
+                    out_of_time = true;
+                    self.next_stream = i + 1;
+                }
             }
             if self.max_per_topic == 0 || s.sent < self.max_per_topic {
                 next = next.min(s.next_due);
@@ -140,5 +158,39 @@ impl SyntheticSource {
         }
         fwd.wake();
         next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::plane::Plane;
+
+    /// Offered far faster than it can publish (1 GHz per stream), the source still returns,
+    /// and takes the streams in turn: no stream starves behind another's backlog.
+    #[test]
+    fn an_overloaded_source_returns_and_serves_every_stream() {
+        let mut config = Config::default();
+        config.pipeline.name = format!("synth-burst-{}", std::process::id());
+        config.synthetic.robots = 2;
+        config.synthetic.topics =
+            vec![SyntheticTopic { name: "fast".into(), r#type: "std_msgs/msg/String".into(), rate_hz: 1e9, size: 8 }];
+        let plane = Plane::open("synth-test", &config.pipeline).unwrap();
+        let mut fwd = Forwarder::new(&plane, config.robot_names()).unwrap();
+        let mut synth = SyntheticSource::new(&config, &mut fwd);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut after = Vec::new();
+        for _ in 0..2 {
+            let next = synth.publish_due(&mut fwd, false);
+            assert!(next <= Instant::now(), "messages are still due");
+            after.push(synth.streams.iter().map(|s| s.sent).collect::<Vec<_>>());
+        }
+        // Call 1 ran out of time within the first stream's 50 M due messages; call 2 went on
+        // with the second stream.
+        assert_eq!(after[0][1], 0, "{after:?}");
+        assert!(after[1][1] > 0, "the second stream starved: {after:?}");
+        assert!(after[1][0] < 50_000_000, "{after:?}");
+        // Nobody subscribes: every message is dropped and counted.
+        assert_eq!(fwd.dropped(), after[1].iter().sum::<u64>());
     }
 }
