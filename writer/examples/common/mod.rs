@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 /// (on a file system mounted with `discard` they are issued after a journal commit; without
 /// this, each contender would pay for the one before it, and `dd`, which commits nothing,
 /// would pay for nobody).
+///
+/// The pause is `BENCH_SETTLE_S` seconds (default 1).
 pub fn settle(dir: &Path) {
     let _ = std::process::Command::new("sync").arg("-f").arg(dir).status();
-    std::thread::sleep(Duration::from_secs(1));
+    let pause = std::env::var("BENCH_SETTLE_S").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
+    std::thread::sleep(Duration::from_secs_f64(pause));
 }
 
 /// MB/s of `dd if=/dev/zero of=DIR/dd.bin bs=1M count=TOTAL_MIB oflag=direct`, on a settled
