@@ -1,12 +1,13 @@
 //! Which I/O mode a fast recording's next segment uses (`storage.io_mode = "auto"`).
 //!
 //! Direct I/O (`O_DIRECT` into preallocated space) and buffered writes (page cache, written back
-//! by each commit's fdatasync) are each faster on some disks: on this project's VMs, direct
-//! segments ran at 1.3-1.5 GB/s where buffered ones ran at 0.6-0.9 GB/s on one day, and at
-//! 0.3 GB/s against 0.43 GB/s on another (a virtual disk whose host cache made every flush
-//! cost as much as the writes). So the writer measures: every segment opened while commits are
-//! big ("under load") reports how fast it was made durable, and new segments use the mode with
-//! the better recent rate. Each mode is judged by its last [`TRIAL_SEGMENTS`] segments: a
+//! by each commit's fdatasync) are each faster on some disks. On one of this project's VMs the
+//! direct writer ran at 1.2-1.5 GB/s, where the earlier buffered design had reached 0.28-0.55
+//! of `dd`; on another (a virtual disk whose host cache makes every flush cost as much as the
+//! writes it covers) buffered segments ran at 0.35-0.40 GB/s and direct ones at 0.26-0.31 GB/s
+//! (docs/BENCHMARKS.md, fourth and fifth sessions). So the writer measures: every segment
+//! opened while commits are big ("under load") reports how fast it was made durable, and new
+//! segments use the mode with the better recent rate. Each mode is judged by its last [`TRIAL_SEGMENTS`] segments: a
 //! recording starts with a trial of each, and after every [`EXPLORE_EVERY`] segments of the
 //! faster mode the other one gets a trial again, so that a change of conditions is noticed.
 //!
