@@ -7,9 +7,10 @@
 //! writes it covers) buffered segments ran at 0.35-0.40 GB/s and direct ones at 0.26-0.31 GB/s
 //! (docs/BENCHMARKS.md, fourth and fifth sessions). So the writer measures: every segment
 //! opened while commits are big ("under load") reports how fast it was made durable, and new
-//! segments use the mode with the better recent rate. Each mode is judged by its last [`TRIAL_SEGMENTS`] segments: a
-//! recording starts with a trial of each, and after every [`EXPLORE_EVERY`] segments of the
-//! faster mode the other one gets a trial again, so that a change of conditions is noticed.
+//! segments use the mode with the better recent rate. Each mode is judged by its last
+//! [`TRIAL_SEGMENTS`] segments: a recording starts with a trial of each, and after every
+//! [`EXPLORE_EVERY`] segments of the faster mode the other one gets a trial again, so that a
+//! change of conditions is noticed.
 //!
 //! The rate of a segment is its bytes over its *busy time*: for each of its commits, from its
 //! submission (or the previous commit's completion, if that came later) to its completion. With
