@@ -375,3 +375,65 @@ fn a_fast_start_ends_the_buffered_first_segment_early() {
     }
     assert_eq!(seen, 150);
 }
+
+/// `io_mode = "auto"` (the default): a fast recording runs a trial of 4 direct segments, then
+/// one of 4 buffered segments, and every message reads back the same whichever mode wrote it,
+/// with manifests whose SHA-256 (hashed from the batch buffers in both modes) is the file's.
+#[test]
+fn auto_io_mode_tries_direct_then_buffered_segments_with_the_same_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = small_opts(dir.path());
+    opts.segment_size = 256 * 1024;
+    opts.commit_bytes = 64 * 1024;
+    opts.direct_min_commit = 32 * 1024;
+    opts.commit_interval = std::time::Duration::from_secs(3600);
+    assert_eq!(opts.io_mode, IoMode::Auto);
+    let mut w = open(opts);
+    let ts = topics();
+    for t in &ts {
+        w.define_topic(t.clone()).unwrap();
+    }
+    // About 3.6 MiB of 30-60 kB messages, committed by size (64 KiB).
+    let n = 100u64;
+    for seq in 1..=n {
+        let t = &ts[(seq % 2) as usize];
+        let p = payload(t.topic_id, seq, 30_000 + (seq as usize * 331) % 30_000);
+        let h = shared::plane::MessageHeader { payload_len: p.len() as u32, ..header(t, seq) };
+        w.append(&h, &p).unwrap();
+        w.poll().unwrap();
+    }
+    w.close().unwrap();
+    let segs = list_segments(dir.path()).unwrap();
+    let direct: Vec<bool> = segs
+        .iter()
+        .map(|s| {
+            let bytes = std::fs::read(&s.path).unwrap();
+            let scan = shared::segment::scan(&bytes, shared::segment::ScanMode::StopAtFirstError).unwrap();
+            // Direct segments pad their checkpoints so that every commit ends on a block.
+            scan.records
+                .iter()
+                .filter(|r| r.kind == shared::segment::consts::KIND_CHECKPOINT)
+                .all(|r| (r.offset + r.framed_len() as u64) % 4096 == 0 || bytes.len() as u64 - r.offset < 8192)
+                && bytes.len() % 4096 == 0
+        })
+        .collect();
+    assert!(segs.len() >= 12, "{direct:?}");
+    // The first segments open while the average commit is still small: buffered. Then the
+    // trials: 4 direct, 4 buffered.
+    let k = direct.iter().position(|d| *d).unwrap();
+    assert!((1..=3).contains(&k), "{direct:?}");
+    assert_eq!(&direct[k..k + 8], &[true, true, true, true, false, false, false, false], "{direct:?}");
+    let mut seen = 0u64;
+    for s in &segs {
+        checked_manifest(&s.path);
+        let c = writer::read_segment(&s.path).unwrap();
+        assert!(c.report.corrupt.is_empty());
+        for m in &c.messages {
+            seen += 1;
+            assert_eq!(m.header.sequence, seen, "messages in order, none lost");
+            let t = &ts[(seen % 2) as usize];
+            assert_eq!(&m.payload[..], &payload(t.topic_id, seen, 30_000 + (seen as usize * 331) % 30_000)[..]);
+        }
+    }
+    assert_eq!(seen, n);
+}
