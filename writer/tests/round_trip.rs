@@ -410,11 +410,9 @@ fn auto_io_mode_tries_direct_then_buffered_segments_with_the_same_records() {
             let bytes = std::fs::read(&s.path).unwrap();
             let scan = shared::segment::scan(&bytes, shared::segment::ScanMode::StopAtFirstError).unwrap();
             // Direct segments pad their checkpoints so that every commit ends on a block.
-            scan.records
-                .iter()
-                .filter(|r| r.kind == shared::segment::consts::KIND_CHECKPOINT)
-                .all(|r| (r.offset + r.framed_len() as u64) % 4096 == 0 || bytes.len() as u64 - r.offset < 8192)
-                && bytes.len() % 4096 == 0
+            scan.records.iter().filter(|r| r.kind == shared::segment::consts::KIND_CHECKPOINT).all(|r| {
+                (r.offset + r.framed_len() as u64).is_multiple_of(4096) || bytes.len() as u64 - r.offset < 8192
+            }) && bytes.len().is_multiple_of(4096)
         })
         .collect();
     assert!(segs.len() >= 12, "{direct:?}");
