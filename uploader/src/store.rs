@@ -82,6 +82,14 @@ pub fn classify(e: &object_store::Error, request: Request) -> Failure {
             Failure::UploadGone(text)
         }
         object_store::Error::Generic { .. } if server_answered_error(e) => Failure::ServerError(text),
+        // Any other 4xx but 408 (timeout) and 429 (throttled): the request itself is refused
+        // (a bad request, a policy); retrying it with backoff would only repeat the answer, and
+        // calling it "unreachable" would mislead whoever reads the status.
+        object_store::Error::Generic { .. }
+            if answered_status(e).is_some_and(|c| (400..500).contains(&c) && c != 408 && c != 429) =>
+        {
+            Failure::Permanent(text)
+        }
         object_store::Error::Generic { .. } | object_store::Error::JoinError { .. } => Failure::Transient(text),
         _ => Failure::Permanent(text),
     }
@@ -96,22 +104,33 @@ pub fn classify(e: &object_store::Error, request: Request) -> Failure {
 /// `Server returned non-2xx status code: <status>` (or `Server returned error response:` for an
 /// error in a 200). The unit tests below pin both forms against real sockets.
 pub fn server_answered_error(e: &object_store::Error) -> bool {
+    if transport_failed(e) {
+        return false;
+    }
+    e.to_string().contains("Server returned error response:")
+        || answered_status(e).is_some_and(|code| (500..600).contains(&code))
+}
+
+/// The HTTP status of a non-2xx answer `e` reports (`None`: no answer, or no status in it).
+fn answered_status(e: &object_store::Error) -> Option<u16> {
+    if transport_failed(e) {
+        return None;
+    }
+    const STATUS: &str = "Server returned non-2xx status code: ";
+    let text = e.to_string();
+    text.find(STATUS).and_then(|i| text[i + STATUS.len()..].get(..3)).and_then(|code| code.parse::<u16>().ok())
+}
+
+/// Whether the request got no answer: an [`object_store::client::HttpError`] in the chain.
+fn transport_failed(e: &object_store::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if s.is::<object_store::client::HttpError>() {
-            return false;
+            return true;
         }
         source = s.source();
     }
-    let text = e.to_string();
-    if text.contains("Server returned error response:") {
-        return true;
-    }
-    const STATUS: &str = "Server returned non-2xx status code: ";
-    text.find(STATUS)
-        .and_then(|i| text[i + STATUS.len()..].get(..3))
-        .and_then(|code| code.parse::<u16>().ok())
-        .is_some_and(|code| (500..600).contains(&code))
+    false
 }
 
 /// Result of looking up an object with [`S3Store::head`].
@@ -465,6 +484,7 @@ mod tests {
             response("200 OK", INTERNAL),
             response("404 Not Found", "<Error><Code>NoSuchUpload</Code></Error>"),
             response("400 Bad Request", "<Error><Code>InvalidPart</Code></Error>"),
+            response("429 Too Many Requests", "<Error><Code>SlowDown</Code></Error>"),
         ]);
         let store = store_at(port);
         let part = |n| store.put_part(&path, "up1", n, PutPayload::from(vec![7u8; 1000]));
@@ -476,9 +496,13 @@ mod tests {
         assert!(matches!(classify(&e, Request::Complete), Failure::ServerError(_)), "{e}");
         let e = part(3).await.unwrap_err();
         assert!(matches!(classify(&e, Request::Part), Failure::UploadGone(_)), "{e}");
-        // A 4xx object_store reports as `Generic` (not 401/403/404/409/412) is not a server
-        // error: it stays a plain retry, as before.
+        // A 4xx object_store reports as `Generic` (not 401/403/404/409/412) is a refusal of
+        // the request: not retried with backoff, not "unreachable".
         let e = part(4).await.unwrap_err();
+        assert!(matches!(classify(&e, Request::Part), Failure::Permanent(_)), "{e}");
+        assert!(!server_answered_error(&e), "{e}");
+        // Throttling (429) is worth waiting for: retried with backoff.
+        let e = part(5).await.unwrap_err();
         assert!(matches!(classify(&e, Request::Part), Failure::Transient(_)), "{e}");
         h.join().unwrap();
 
