@@ -143,8 +143,8 @@ fn latency(dir: &Path, size: usize, mb_per_s: f64, seconds: f64) -> (f64, f64, f
     // Like every contender, on a settled file system; and then a pause (BENCH_LATENCY_PAUSE_S,
     // default 10 s): the throughput cases before it write gigabytes as fast as the disk takes
     // them, and on this project's VM the host writes its cache of them back for seconds after
-    // the guest's `sync` returned. Measured right after them, p99 was 61-68 ms; after the pause
-    // 7.3 ms, as when the latency case runs alone (docs/BENCHMARKS.md, fifth session).
+    // the guest's `sync` returned (right after them p99 was 61-68 ms, after a pause 7.3 ms).
+    // The host's own load still moves p99 between runs (docs/BENCHMARKS.md, fifth session).
     settle(dir);
     let pause = std::env::var("BENCH_LATENCY_PAUSE_S").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
     std::thread::sleep(Duration::from_secs(pause));
