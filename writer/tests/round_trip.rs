@@ -362,17 +362,7 @@ fn a_fast_start_ends_the_buffered_first_segment_early() {
     assert!((1024 * 1024..2 * 1024 * 1024).contains(&sizes[0]), "first segment not ended early: {sizes:?}");
     assert_ne!(sizes[0] % 4096, 0, "the first segment is buffered: {sizes:?}");
     assert!(sizes[1..].iter().all(|n| n % 4096 == 0), "later segments are direct: {sizes:?}");
-    let mut seen = 0u64;
-    for s in &segs {
-        checked_manifest(&s.path);
-        let c = writer::read_segment(&s.path).unwrap();
-        assert!(c.report.corrupt.is_empty());
-        for m in &c.messages {
-            seen += 1;
-            assert_eq!(m.header.sequence, seen, "messages in order, none lost");
-            assert_eq!(&m.payload[..], &big[..]);
-        }
-    }
+    let seen = read_back_in_order(&segs, |_| big.clone());
     assert_eq!(seen, 150);
 }
 
@@ -421,17 +411,27 @@ fn auto_io_mode_tries_direct_then_buffered_segments_with_the_same_records() {
     let k = direct.iter().position(|d| *d).unwrap();
     assert!((1..=3).contains(&k), "{direct:?}");
     assert_eq!(&direct[k..k + 8], &[true, true, true, true, false, false, false, false], "{direct:?}");
+    let seen = read_back_in_order(&segs, |seq| {
+        let t = &ts[(seq % 2) as usize];
+        payload(t.topic_id, seq, 30_000 + (seq as usize * 331) % 30_000)
+    });
+    assert_eq!(seen, n);
+}
+
+/// Reads `segs` back in order, each manifest checked against its file, and asserts that no
+/// record is corrupt and that the messages run 1, 2, ... with the payload `expected(seq)`.
+/// Returns how many messages there were.
+fn read_back_in_order(segs: &[writer::directory::SegmentPath], expected: impl Fn(u64) -> Vec<u8>) -> u64 {
     let mut seen = 0u64;
-    for s in &segs {
+    for s in segs {
         checked_manifest(&s.path);
         let c = writer::read_segment(&s.path).unwrap();
         assert!(c.report.corrupt.is_empty());
         for m in &c.messages {
             seen += 1;
             assert_eq!(m.header.sequence, seen, "messages in order, none lost");
-            let t = &ts[(seen % 2) as usize];
-            assert_eq!(&m.payload[..], &payload(t.topic_id, seen, 30_000 + (seen as usize * 331) % 30_000)[..]);
+            assert_eq!(&m.payload[..], &expected(seen)[..]);
         }
     }
-    assert_eq!(seen, n);
+    seen
 }
