@@ -161,8 +161,8 @@ pub struct StorageConfig {
     pub commit_bytes: u64,
     /// How segment files are written: `"auto"` measures direct (`O_DIRECT` into preallocated
     /// space) and buffered (page cache) segments while the recording is fast and uses whichever
-    /// made data durable faster, trying the other one again every 16th segment; `"direct"` or
-    /// `"buffered"` fix the mode. A slow recording (small commits) is always buffered. Default
+    /// made data durable faster, with a trial of 4 segments of the other one after every 32;
+    /// `"direct"` or `"buffered"` fix the mode. A slow recording (small commits) is always buffered. Default
     /// `"auto"`.
     pub io_mode: IoMode,
     /// Segment compression. Default `"none"` (only `"none"`/`false` is implemented).

@@ -72,39 +72,30 @@ impl IoModeChooser {
     /// [`TRIAL_SEGMENTS`] direct segments, then one of buffered ones; then the faster mode,
     /// with a trial of the other one after every [`EXPLORE_EVERY`] segments.
     pub(crate) fn choose(&mut self) -> bool {
-        if self.trial.is_none() {
-            let next_trial = if !self.direct.tried {
-                Some(true)
-            } else if !self.buffered.tried {
-                Some(false)
-            } else if self.since_trial >= EXPLORE_EVERY {
-                Some(!self.prefers_direct())
-            } else {
-                None
-            };
-            match next_trial {
-                Some(direct) => {
-                    self.trial = Some((TRIAL_SEGMENTS, direct));
-                    self.since_trial = 0;
-                    if direct {
-                        self.direct.tried = true;
-                    } else {
-                        self.buffered.tried = true;
-                    }
-                }
-                None => {
+        let (left, direct) = match self.trial {
+            Some(running) => running,
+            None => {
+                let start = if !self.direct.tried {
+                    true
+                } else if !self.buffered.tried {
+                    false
+                } else if self.since_trial >= EXPLORE_EVERY {
+                    !self.prefers_direct()
+                } else {
                     self.since_trial += 1;
                     return self.prefers_direct();
+                };
+                self.since_trial = 0;
+                if start {
+                    self.direct.tried = true;
+                } else {
+                    self.buffered.tried = true;
                 }
+                (TRIAL_SEGMENTS, start)
             }
-        }
-        match self.trial {
-            Some((left, direct)) => {
-                self.trial = (left > 1).then_some((left - 1, direct));
-                direct
-            }
-            None => self.prefers_direct(),
-        }
+        };
+        self.trial = (left > 1).then_some((left - 1, direct));
+        direct
     }
 
     /// Whether the faster mode measured so far is direct (`true` while nothing is measured, and
