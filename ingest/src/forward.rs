@@ -9,8 +9,8 @@ use iceoryx2::port::update_connections::UpdateConnections;
 use iceoryx2::prelude::{ipc, PortFactory as _};
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory;
 use shared::plane::{
-    write_cstr, MessageHeader, Plane, PlaneError, Stage, StageState, StageStatus, TopicHeader, MAX_ROBOTS,
-    MAX_STATUS_TOPICS,
+    batch_entry_len, write_cstr, BatchBuilder, MessageHeader, Plane, PlaneError, Stage, StageState, StageStatus,
+    TopicHeader, MAX_ROBOTS, MAX_STATUS_TOPICS,
 };
 use shared::topic::TopicInfo;
 
@@ -18,6 +18,10 @@ type MessageService = PortFactory<ipc::Service, [u8], MessageHeader>;
 type MessagePublisher = iceoryx2::port::publisher::Publisher<ipc::Service, [u8], MessageHeader>;
 type TopicPublisher = iceoryx2::port::publisher::Publisher<ipc::Service, [u8], TopicHeader>;
 type StatusPublisher = iceoryx2::port::publisher::Publisher<ipc::Service, StageStatus, ()>;
+
+/// Most bytes of one batch sample: a batch fits the publisher's initial slice, so batching never
+/// grows the shared-memory data segment. A message whose entry is larger goes alone.
+pub const BATCH_BYTES: usize = 4096;
 
 /// Handle of an announced topic (index into the forwarder's table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,11 +84,22 @@ pub struct Forwarder {
     window_start: Instant,
     sent_since_wake: usize,
     topic_id_scope: Option<u32>,
+    /// Messages forwarded but not yet sent: small ones travel in batch samples.
+    batch: BatchBuilder,
+    /// Topic index and payload length of each message in `batch`.
+    batch_topics: Vec<(usize, u32)>,
 }
 
 impl std::fmt::Debug for Forwarder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Forwarder").field("robots", &self.robots).field("topics", &self.topics.len()).finish()
+    }
+}
+
+impl Drop for Forwarder {
+    /// Sends what is still queued: a source that stops loses nothing it forwarded.
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -119,6 +134,8 @@ impl Forwarder {
             window_start: Instant::now(),
             sent_since_wake: 0,
             topic_id_scope: None,
+            batch: BatchBuilder::with_capacity(BATCH_BYTES),
+            batch_topics: Vec::with_capacity(BATCH_BYTES / 48),
         })
     }
 
@@ -206,6 +223,11 @@ impl Forwarder {
     /// Forwards one message. Assigns the next sequence number of the topic (also when the
     /// message is then dropped, so drops show as sequence gaps downstream too) and counts the
     /// outcome. Never blocks longer than the configured backpressure bound.
+    ///
+    /// A message whose batch entry fits [`BATCH_BYTES`] is queued in the current batch and sent
+    /// with it: when the batch is full, at [`wake`](Self::wake) (which every source calls once
+    /// per turn), or before a large message. `Ok` then means queued; whether the batch was
+    /// delivered is counted per topic when it is sent, like every other outcome.
     pub fn forward(&mut self, h: TopicHandle, publish_time_ns: u64, payload: &[u8]) -> Result<u64, ForwardError> {
         let Some(t) = self.topics.get_mut(h.0) else { return Err(ForwardError::Send) };
         t.sequence += 1;
@@ -219,28 +241,73 @@ impl Forwarder {
             ingest_session: self.session,
             payload_len: payload.len() as u32,
         };
-        let result = if payload.len() > self.max_message_size {
-            Err(ForwardError::TooLarge { len: payload.len() })
-        } else {
-            let subscribers = self.service.dynamic_config().number_of_subscribers();
-            match self.publisher.loan_slice_uninit(payload.len()) {
-                Err(_) => Err(ForwardError::Loan),
-                Ok(mut sample) => {
-                    *sample.user_header_mut() = header;
-                    match sample.write_from_slice(payload).send() {
-                        Ok(delivered) if delivered >= subscribers && subscribers > 0 => Ok(header.sequence),
-                        Ok(delivered) => {
-                            Err(ForwardError::NotDelivered { missed: subscribers.max(1) - delivered.min(subscribers) })
-                        }
-                        Err(_) => Err(ForwardError::Send),
-                    }
-                }
+        if payload.len() > self.max_message_size {
+            let e = ForwardError::TooLarge { len: payload.len() };
+            self.count_outcome(h.0, payload.len() as u32, Err(e));
+            return Err(e);
+        }
+        let entry = batch_entry_len(payload.len());
+        if entry <= BATCH_BYTES {
+            if self.batch.bytes() + entry > BATCH_BYTES {
+                self.flush();
+            }
+            self.batch.push(&header, payload);
+            self.batch_topics.push((h.0, header.payload_len));
+            return Ok(header.sequence);
+        }
+        // Large: alone, after what is queued (so the order on the plane is the order here).
+        self.flush();
+        let result = match self.publisher.loan_slice_uninit(payload.len()) {
+            Err(_) => Err(ForwardError::Loan),
+            Ok(mut sample) => {
+                *sample.user_header_mut() = header;
+                self.delivered(sample.write_from_slice(payload).send())
             }
         };
+        self.count_outcome(h.0, header.payload_len, result);
+        result.map(|()| header.sequence)
+    }
+
+    /// Sends the queued batch (if any) and counts its messages per topic.
+    pub fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let result = match self.publisher.loan_slice_uninit(self.batch.bytes()) {
+            Err(_) => Err(ForwardError::Loan),
+            Ok(mut sample) => {
+                *sample.user_header_mut() = self.batch.header();
+                self.delivered(sample.write_from_slice(self.batch.payload()).send())
+            }
+        };
+        let mut queued = std::mem::take(&mut self.batch_topics);
+        for &(topic, len) in &queued {
+            self.count_outcome(topic, len, result);
+        }
+        queued.clear();
+        self.batch_topics = queued;
+        self.batch.clear();
+    }
+
+    /// Whether a send reached every subscriber (and there was one).
+    fn delivered<E>(&self, sent: Result<usize, E>) -> Result<(), ForwardError> {
+        let subscribers = self.service.dynamic_config().number_of_subscribers();
+        match sent {
+            Ok(delivered) if delivered >= subscribers && subscribers > 0 => Ok(()),
+            Ok(delivered) => {
+                Err(ForwardError::NotDelivered { missed: subscribers.max(1) - delivered.min(subscribers) })
+            }
+            Err(_) => Err(ForwardError::Send),
+        }
+    }
+
+    /// Counts one message's outcome on its topic.
+    fn count_outcome(&mut self, topic: usize, len: u32, result: Result<(), ForwardError>) {
+        let Some(t) = self.topics.get_mut(topic) else { return };
         match result {
-            Ok(_) => {
+            Ok(()) => {
                 t.messages += 1;
-                t.bytes += payload.len() as u64;
+                t.bytes += len as u64;
                 self.sent_since_wake += 1;
             }
             Err(e) => {
@@ -251,7 +318,6 @@ impl Forwarder {
                 }
             }
         }
-        result
     }
 
     /// Counts `n` messages of a topic that were lost before they reached this process (a source
@@ -275,8 +341,10 @@ impl Forwarder {
         }
     }
 
-    /// Wakes the consumers if messages were sent since the last wake. Call once per batch.
+    /// Sends the queued batch, then wakes the consumers if messages were sent since the last
+    /// wake. Call once per turn of the source.
     pub fn wake(&mut self) {
+        self.flush();
         if self.sent_since_wake > 0 {
             self.sent_since_wake = 0;
             if let Err(e) = self.notifier.notify() {
@@ -285,7 +353,8 @@ impl Forwarder {
         }
     }
 
-    /// Total dropped messages.
+    /// Total dropped messages (of those sent: call [`wake`](Self::wake) or
+    /// [`flush`](Self::flush) first to include the queued batch).
     pub fn dropped(&self) -> u64 {
         self.topics.iter().map(|t| t.dropped).sum()
     }
@@ -293,6 +362,7 @@ impl Forwarder {
     /// Publishes the status with counters and rates, and lets late subscribers of the topic
     /// announcements get the history.
     pub fn publish_status(&mut self, state: StageState, detail: &str) {
+        self.flush();
         if let Err(e) = self.topic_publisher.update_connections() {
             tracing::warn!(?e, "topic publisher could not update connections");
         }
@@ -332,5 +402,50 @@ impl Forwarder {
         if let Err(e) = self.status_publisher.send_copy(*s) {
             tracing::warn!(?e, "could not publish status");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::config::Config;
+    use shared::plane::messages_of;
+
+    /// Small messages travel in batch samples, a large one alone, and the subscriber gets every
+    /// message whole and in the order forwarded; the counters count messages, not samples.
+    #[test]
+    fn small_messages_are_batched_large_ones_go_alone_in_order() {
+        let mut config = Config::default();
+        config.pipeline.name = format!("fwd-batch-{}", std::process::id());
+        config.pipeline.message_buffer = 64;
+        let plane = Plane::open("fwd-test", &config.pipeline).unwrap();
+        let sub = plane.message_subscriber().unwrap();
+        let mut fwd = Forwarder::new(&plane, vec!["r1".into()]).unwrap();
+        let small = fwd.announce(0, "/r1/small", "std_msgs/msg/String", "string data\n", "");
+        let large = fwd.announce(0, "/r1/large", "std_msgs/msg/String", "string data\n", "");
+        let mut sent = Vec::new();
+        // 100 small (2 full batches and part of a third), 1 large, 5 small.
+        for i in 0..106u32 {
+            let (h, payload) = if i == 100 { (large, vec![0xEE; 10_000]) } else { (small, vec![i as u8; 60]) };
+            assert!(fwd.forward(h, 1_000 + u64::from(i), &payload).is_ok());
+            sent.push(payload);
+        }
+        fwd.wake();
+        let mut samples = Vec::new();
+        let mut got = Vec::new();
+        while let Some(s) = sub.receive().unwrap() {
+            samples.push((s.user_header().is_batch(), s.user_header().sequence));
+            for m in messages_of(s.user_header(), s.payload()) {
+                let (h, p) = m.unwrap();
+                assert_eq!(h.publish_time_ns, 1_000 + got.len() as u64);
+                got.push(p.to_vec());
+            }
+        }
+        assert_eq!(got, sent);
+        // 60-byte payloads take 104 bytes: 39 to a 4096-byte batch.
+        assert_eq!(samples, vec![(true, 39), (true, 39), (true, 22), (false, 1), (true, 5)]);
+        fwd.publish_status(StageState::Running, "");
+        assert_eq!((fwd.status.messages, fwd.status.dropped), (106, 0));
+        assert_eq!(fwd.status.bytes, 105 * 60 + 10_000);
     }
 }

@@ -77,23 +77,26 @@ fn synthetic_two_robots_arrive_with_right_robot_topic_sequence_and_values() {
             std::thread::sleep(Duration::from_millis(2));
             continue;
         };
-        let h = *sample.user_header();
-        let t = topics.get(&h.topic_id).unwrap_or_else(|| panic!("message of unannounced topic {}", h.topic_id));
-        // Right robot: the robot id, the robot name and the topic namespace agree.
-        assert_eq!(h.robot_id, t.robot_id);
-        assert_eq!(t.robot, format!("robot{}", h.robot_id + 1));
-        assert!(t.name.starts_with(&format!("/{}/", t.robot)), "{} not under /{}/", t.name, t.robot);
-        // Sequence: consecutive per topic, starting at 1, one ingest session.
-        assert_eq!(*session.get_or_insert(h.ingest_session), h.ingest_session);
-        let prev = last_seq.insert(h.topic_id, h.sequence).unwrap_or(0);
-        assert_eq!(h.sequence, prev + 1, "gap on {}", t.name);
-        assert_eq!(h.payload_len as usize, sample.payload().len());
-        assert!(h.receive_time_ns >= h.publish_time_ns && h.publish_time_ns > 0);
-        // CDR bytes decode to exactly the values sent.
-        let short = t.name.splitn(3, '/').nth(2).unwrap();
-        check_payload(t, h.sequence, h.publish_time_ns, sample.payload(), sizes[short]).unwrap();
-        *counts.entry(h.topic_id).or_default() += 1;
-        total += 1;
+        // A sample is one message or a batch of them: every message arrives whole either way.
+        for message in shared::plane::messages_of(sample.user_header(), sample.payload()) {
+            let (h, payload) = message.unwrap();
+            let t = topics.get(&h.topic_id).unwrap_or_else(|| panic!("message of unannounced topic {}", h.topic_id));
+            // Right robot: the robot id, the robot name and the topic namespace agree.
+            assert_eq!(h.robot_id, t.robot_id);
+            assert_eq!(t.robot, format!("robot{}", h.robot_id + 1));
+            assert!(t.name.starts_with(&format!("/{}/", t.robot)), "{} not under /{}/", t.name, t.robot);
+            // Sequence: consecutive per topic, starting at 1, one ingest session.
+            assert_eq!(*session.get_or_insert(h.ingest_session), h.ingest_session);
+            let prev = last_seq.insert(h.topic_id, h.sequence).unwrap_or(0);
+            assert_eq!(h.sequence, prev + 1, "gap on {}", t.name);
+            assert_eq!(h.payload_len as usize, payload.len());
+            assert!(h.receive_time_ns >= h.publish_time_ns && h.publish_time_ns > 0);
+            // CDR bytes decode to exactly the values sent.
+            let short = t.name.splitn(3, '/').nth(2).unwrap();
+            check_payload(t, h.sequence, h.publish_time_ns, payload, sizes[short]).unwrap();
+            *counts.entry(h.topic_id).or_default() += 1;
+            total += 1;
+        }
     }
     assert_eq!(total, expected_total, "received {total} of {expected_total}; counts {counts:?}");
     assert_eq!(topics.len(), 10);
@@ -138,7 +141,9 @@ fn sigkill_then_restart_needs_no_manual_cleanup() {
     assert_eq!(v["pid"], first.pid());
     let mut first_session = None;
     while let Some(s) = messages.receive().unwrap() {
-        first_session = Some(s.user_header().ingest_session);
+        for m in shared::plane::messages_of(s.user_header(), s.payload()) {
+            first_session = Some(m.unwrap().0.ingest_session);
+        }
     }
     first.signal(Signal::SIGKILL);
     let status = first.wait(Duration::from_secs(10));
@@ -158,13 +163,16 @@ fn sigkill_then_restart_needs_no_manual_cleanup() {
     let mut seen_new = None;
     while Instant::now() < deadline && seen_new.is_none() {
         match messages.receive().unwrap() {
-            Some(s) if Some(s.user_header().ingest_session) != first_session => seen_new = Some(*s.user_header()),
-            Some(_) => {}
+            Some(s) => {
+                let mut ms = shared::plane::messages_of(s.user_header(), s.payload()).map(|m| m.unwrap().0);
+                seen_new = ms.find(|h| Some(h.ingest_session) != first_session);
+            }
             None => std::thread::sleep(Duration::from_millis(5)),
         }
     }
     let h = seen_new.expect("messages from the restarted ingest");
     assert!(h.sequence >= 1);
+    assert_eq!(h.flags, 0, "a message, not a batch header");
     drop(second);
 }
 

@@ -90,13 +90,15 @@ fn ros2_one_ingest_per_domain_feeds_one_pipeline() {
         }
         let mut got = false;
         while let Some(sample) = messages.receive().unwrap() {
-            let h = *sample.user_header();
-            received.entry(h.topic_id).or_default().push(Received {
-                robot_id: h.robot_id,
-                sequence: h.sequence,
-                session: h.ingest_session,
-                payload: sample.payload().to_vec(),
-            });
+            for message in shared::plane::messages_of(sample.user_header(), sample.payload()) {
+                let (h, payload) = message.unwrap();
+                received.entry(h.topic_id).or_default().push(Received {
+                    robot_id: h.robot_id,
+                    sequence: h.sequence,
+                    session: h.ingest_session,
+                    payload: payload.to_vec(),
+                });
+            }
             got = true;
         }
         if done.is_none() {

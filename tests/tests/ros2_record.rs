@@ -94,13 +94,15 @@ fn ros2_two_robots_any_type_recorded_byte_exact_without_loss() {
         }
         let mut got = false;
         while let Some(sample) = messages.receive().unwrap() {
-            let h = *sample.user_header();
-            received.entry(h.topic_id).or_default().push(Received {
-                sequence: h.sequence,
-                publish_time_ns: h.publish_time_ns,
-                receive_time_ns: h.receive_time_ns,
-                payload: sample.payload().to_vec(),
-            });
+            for message in shared::plane::messages_of(sample.user_header(), sample.payload()) {
+                let (h, payload) = message.unwrap();
+                received.entry(h.topic_id).or_default().push(Received {
+                    sequence: h.sequence,
+                    publish_time_ns: h.publish_time_ns,
+                    receive_time_ns: h.receive_time_ns,
+                    payload: payload.to_vec(),
+                });
+            }
             got = true;
         }
         if publisher_done.is_none() {

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use shared::config::Config;
 use shared::control::{ControlReply, ControlServer};
 use shared::plane::{
-    write_cstr, ControlCommand, MessageSubscriber, Plane, SegmentNotice, SegmentPublisher, Stage, StatusPublisher,
+    messages_of, write_cstr, ControlCommand, MessageSubscriber, Plane, SegmentNotice, SegmentPublisher, Stage,
+    StatusPublisher,
 };
 use shared::segment::SegmentSummary;
 use shared::topic::TopicInfo;
@@ -30,7 +31,8 @@ use crate::status::StatusReporter;
 
 /// Longest sleep with nothing to do.
 pub const MAX_IDLE_WAIT: Duration = Duration::from_millis(100);
-/// Messages taken per turn before the writer services commits and completions.
+/// Messages taken per turn (at least; the last batch is taken whole) before the writer services
+/// commits and completions.
 const MESSAGES_PER_TURN: usize = 4096;
 
 /// What a run did.
@@ -144,14 +146,27 @@ fn apply_control(writer: &mut SegmentWriter, command: ControlCommand) -> Control
     }
 }
 
-/// Takes up to [`MESSAGES_PER_TURN`] messages; returns whether more may be waiting.
+/// Takes samples until about [`MESSAGES_PER_TURN`] messages (a sample is one message or a batch,
+/// see [`shared::plane::messages_of`]); returns whether more may be waiting.
 fn drain_messages(sub: &MessageSubscriber, writer: &mut SegmentWriter, throttle: &mut ErrorThrottle) -> bool {
-    for _ in 0..MESSAGES_PER_TURN {
+    let mut taken = 0;
+    while taken < MESSAGES_PER_TURN {
         match sub.receive() {
             Ok(Some(sample)) => {
-                let header = *sample.user_header();
-                // Errors are counted and logged by the writer; the loop goes on.
-                let _ = writer.append(&header, sample.payload());
+                for message in messages_of(sample.user_header(), sample.payload()) {
+                    match message {
+                        Ok((header, payload)) => {
+                            // Errors are counted and logged by the writer; the loop goes on.
+                            let _ = writer.append(&header, payload);
+                            taken += 1;
+                        }
+                        Err(e) => {
+                            writer.count_unreadable(e.unread());
+                            throttle
+                                .error("a message batch from ingest is malformed (its rest is counted as dropped)", &e);
+                        }
+                    }
+                }
             }
             Ok(None) => return false,
             Err(e) => {

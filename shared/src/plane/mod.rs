@@ -2,9 +2,13 @@
 //! shared memory, and helpers that open ports with explicit buffer, overflow and backpressure
 //! settings (see `docs/ARCHITECTURE.md`, "Services").
 
+mod batch;
 mod ports;
 mod types;
 
+pub use batch::{
+    batch_entry_len, messages_of, BatchBuilder, BatchError, MessagesOf, MESSAGE_FLAG_BATCH, MESSAGE_HEADER_LEN,
+};
 pub use ports::{
     clean_dead_nodes, service_exists, MessagePublisher, MessageSubscriber, Plane, PlaneError, SegmentPublisher,
     SegmentSubscriber, StatusPublisher, StatusReader, StatusSubscriber, TopicPublisher, TopicSubscriber,
@@ -20,7 +24,8 @@ pub const MAX_STATUS_TOPICS: usize = 128;
 pub mod service_names {
     use super::Stage;
 
-    /// Raw messages, ingest -> writer (publish-subscribe of `[u8]` with [`super::MessageHeader`]).
+    /// Raw messages, ingest -> writer (publish-subscribe of `[u8]` with [`super::MessageHeader`];
+    /// a sample is one message or a batch of them, see [`super::messages_of`]).
     pub fn messages(pipeline: &str) -> String {
         format!("{pipeline}/messages")
     }

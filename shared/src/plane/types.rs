@@ -7,18 +7,21 @@ use serde::{Deserialize, Serialize};
 
 use super::{MAX_ROBOTS, MAX_STATUS_TOPICS};
 
-/// Header of every message sample: the payload (`[u8]`) is the raw CDR bytes as received.
+/// Header of every message sample: the payload (`[u8]`) is the raw CDR bytes as received, or,
+/// with [`super::MESSAGE_FLAG_BATCH`] in `flags`, a batch of messages (see
+/// [`super::messages_of`]). v2: the batch form (a v1 peer cannot connect).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ZeroCopySend)]
 #[repr(C)]
-#[type_name("fleetrec::MessageHeader::v1")]
+#[type_name("fleetrec::MessageHeader::v2")]
 pub struct MessageHeader {
     /// Stable topic id (see [`crate::topic::topic_id`]).
     pub topic_id: u32,
     /// Index of the robot in the pipeline's robot list.
     pub robot_id: u16,
-    /// Reserved, zero.
+    /// [`super::MESSAGE_FLAG_BATCH`] on a batch sample; other bits reserved, zero.
     pub flags: u16,
-    /// Per-topic sequence number, starting at 1 for each ingest session.
+    /// Per-topic sequence number, starting at 1 for each ingest session (in a batch sample's
+    /// own header: the number of messages in the batch).
     pub sequence: u64,
     /// Receive time, ns since the Unix epoch (system clock).
     pub receive_time_ns: u64,

@@ -35,7 +35,7 @@ pub mod consts {
     /// Largest record body accepted (256 MiB); anything larger is treated as corruption.
     pub const MAX_BODY_LEN: u32 = 256 * 1024 * 1024;
     /// Length of the fixed part of a message record body.
-    pub const MESSAGE_FIXED_LEN: usize = 40;
+    pub const MESSAGE_FIXED_LEN: usize = crate::plane::MESSAGE_HEADER_LEN;
 
     /// Never valid: zero-filled space reads as this kind.
     pub const KIND_INVALID: u16 = 0;

@@ -84,33 +84,16 @@ impl<'a> Record<'a> {
 }
 
 fn decode_message(b: &[u8]) -> Option<MessageRecord<'_>> {
-    let f = b.get(..MESSAGE_FIXED_LEN)?;
-    let header = MessageHeader {
-        topic_id: u32::from_le_bytes(le_arr(&f[0..4])),
-        robot_id: u16::from_le_bytes(le_arr(&f[4..6])),
-        flags: u16::from_le_bytes(le_arr(&f[6..8])),
-        sequence: u64::from_le_bytes(le_arr(&f[8..16])),
-        receive_time_ns: u64::from_le_bytes(le_arr(&f[16..24])),
-        publish_time_ns: u64::from_le_bytes(le_arr(&f[24..32])),
-        ingest_session: u32::from_le_bytes(le_arr(&f[32..36])),
-        payload_len: u32::from_le_bytes(le_arr(&f[36..40])),
-    };
+    let f: &[u8; MESSAGE_FIXED_LEN] = b.get(..MESSAGE_FIXED_LEN)?.try_into().ok()?;
+    let header = MessageHeader::from_le_bytes(f);
     let payload = &b[MESSAGE_FIXED_LEN..];
     (payload.len() == header.payload_len as usize).then_some(MessageRecord { header, payload })
 }
 
 /// Appends a message record. `header.payload_len` is set from `payload`.
 pub fn encode_message<S: RecordSink + ?Sized>(out: &mut S, header: &MessageHeader, payload: &[u8]) {
-    let mut f = [0u8; MESSAGE_FIXED_LEN];
-    f[0..4].copy_from_slice(&header.topic_id.to_le_bytes());
-    f[4..6].copy_from_slice(&header.robot_id.to_le_bytes());
-    f[6..8].copy_from_slice(&header.flags.to_le_bytes());
-    f[8..16].copy_from_slice(&header.sequence.to_le_bytes());
-    f[16..24].copy_from_slice(&header.receive_time_ns.to_le_bytes());
-    f[24..32].copy_from_slice(&header.publish_time_ns.to_le_bytes());
-    f[32..36].copy_from_slice(&header.ingest_session.to_le_bytes());
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    f[36..40].copy_from_slice(&len.to_le_bytes());
+    let f = MessageHeader { payload_len: len, ..*header }.to_le_bytes();
     encode_frame(out, KIND_MESSAGE, 0, &[&f, payload]);
 }
 

@@ -541,6 +541,12 @@ impl SegmentWriter {
         }
     }
 
+    /// Counts `n` messages that arrived unreadable (a malformed batch from ingest) as dropped.
+    /// Their topics are unknown, so only the total counts them.
+    pub fn count_unreadable(&mut self, n: u64) {
+        self.stats.dropped += n;
+    }
+
     fn count_drop(&mut self, h: &MessageHeader) {
         self.watermark.dropped(h);
         self.stats.dropped += 1;
