@@ -63,4 +63,6 @@ print(f"end to end (64 B payload, synthetic ingest -> iceoryx2 -> writer): offer
       f"recorded {rec:,.0f} msg/s, dropped (counted) {drop:,.0f} msg/s over {dt:.1} s")
 EOT
 target/release/fleetrec-writer inspect "$e2e/recordings" | tail -n 3
+# Every sequence number inspect finds missing must be one ingest counted as dropped.
+echo "ingest's own count at exit: $(sed 's/\x1b\[[0-9;]*m//g' "$e2e/ingest.log" | grep -o 'ingest stopped dropped=[0-9]*' | tail -n 1)"
 rm -rf "$e2e"
