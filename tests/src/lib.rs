@@ -192,3 +192,21 @@ pub fn nodes_of_pid(pid: u32) -> (usize, usize) {
     .expect("list nodes");
     (alive, dead)
 }
+
+/// Takes every sample waiting on `sub` and calls `f` with each message in it (a sample is one
+/// message or a batch of them: [`shared::plane::messages_of`]); panics on a malformed batch.
+/// Returns whether any sample was taken.
+pub fn drain_messages(
+    sub: &shared::plane::MessageSubscriber,
+    mut f: impl FnMut(shared::plane::MessageHeader, &[u8]),
+) -> bool {
+    let mut got = false;
+    while let Some(sample) = sub.receive().expect("receive a message sample") {
+        for message in shared::plane::messages_of(sample.user_header(), sample.payload()) {
+            let (h, payload) = message.expect("a well-formed message batch");
+            f(h, payload);
+        }
+        got = true;
+    }
+    got
+}

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use fleetrec_tests::{nodes_of_pid, status_json, wait_status, Stage, TestEnv};
+use fleetrec_tests::{drain_messages, nodes_of_pid, status_json, wait_status, Stage, TestEnv};
 use ingest::synthetic::{cdr, values};
 use nix::sys::signal::Signal;
 use shared::plane::{service_names, Plane};
@@ -140,11 +140,7 @@ fn sigkill_then_restart_needs_no_manual_cleanup() {
     let v = wait_status("ingest", &env.config, Duration::from_secs(20), |v| v["messages"].as_u64() > Some(50));
     assert_eq!(v["pid"], first.pid());
     let mut first_session = None;
-    while let Some(s) = messages.receive().unwrap() {
-        for m in shared::plane::messages_of(s.user_header(), s.payload()) {
-            first_session = Some(m.unwrap().0.ingest_session);
-        }
-    }
+    drain_messages(&messages, |h, _| first_session = Some(h.ingest_session));
     first.signal(Signal::SIGKILL);
     let status = first.wait(Duration::from_secs(10));
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));

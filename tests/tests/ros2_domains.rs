@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fleetrec_tests::TestEnv;
+use fleetrec_tests::{drain_messages, TestEnv};
 use shared::plane::Plane;
 use shared::topic::TopicInfo;
 
@@ -88,19 +88,14 @@ fn ros2_one_ingest_per_domain_feeds_one_pipeline() {
             }
             topics.insert(t.topic_id, t);
         }
-        let mut got = false;
-        while let Some(sample) = messages.receive().unwrap() {
-            for message in shared::plane::messages_of(sample.user_header(), sample.payload()) {
-                let (h, payload) = message.unwrap();
-                received.entry(h.topic_id).or_default().push(Received {
-                    robot_id: h.robot_id,
-                    sequence: h.sequence,
-                    session: h.ingest_session,
-                    payload: payload.to_vec(),
-                });
-            }
-            got = true;
-        }
+        let got = drain_messages(&messages, |h, payload| {
+            received.entry(h.topic_id).or_default().push(Received {
+                robot_id: h.robot_id,
+                sequence: h.sequence,
+                session: h.ingest_session,
+                payload: payload.to_vec(),
+            });
+        });
         if done.is_none() {
             let (s1, s2) = (pub1.exited(), pub2.exited());
             for (s, p) in [(s1, &pub1), (s2, &pub2)] {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fleetrec_tests::TestEnv;
+use fleetrec_tests::{drain_messages, TestEnv};
 use shared::plane::Plane;
 use shared::topic::TopicInfo;
 
@@ -92,19 +92,14 @@ fn ros2_two_robots_any_type_recorded_byte_exact_without_loss() {
             let t = TopicInfo::from_json_bytes(s.payload()).unwrap();
             topics.insert(t.topic_id, t);
         }
-        let mut got = false;
-        while let Some(sample) = messages.receive().unwrap() {
-            for message in shared::plane::messages_of(sample.user_header(), sample.payload()) {
-                let (h, payload) = message.unwrap();
-                received.entry(h.topic_id).or_default().push(Received {
-                    sequence: h.sequence,
-                    publish_time_ns: h.publish_time_ns,
-                    receive_time_ns: h.receive_time_ns,
-                    payload: payload.to_vec(),
-                });
-            }
-            got = true;
-        }
+        let got = drain_messages(&messages, |h, payload| {
+            received.entry(h.topic_id).or_default().push(Received {
+                sequence: h.sequence,
+                publish_time_ns: h.publish_time_ns,
+                receive_time_ns: h.receive_time_ns,
+                payload: payload.to_vec(),
+            });
+        });
         if publisher_done.is_none() {
             if let Some(status) = publisher.exited() {
                 let log = std::fs::read_to_string(&pub_log).unwrap_or_default();
