@@ -11,6 +11,7 @@
 //! Subscribers read both forms through [`messages_of`].
 
 use super::MessageHeader;
+use crate::segment::le_arr;
 
 /// `MessageHeader::flags` bit of a sample that carries a batch of messages.
 pub const MESSAGE_FLAG_BATCH: u16 = 1;
@@ -39,18 +40,15 @@ impl MessageHeader {
 
     /// Reads the form written by [`MessageHeader::to_le_bytes`].
     pub fn from_le_bytes(f: &[u8; MESSAGE_HEADER_LEN]) -> MessageHeader {
-        let u16_at = |i: usize| u16::from_le_bytes([f[i], f[i + 1]]);
-        let u32_at = |i: usize| u32::from_le_bytes([f[i], f[i + 1], f[i + 2], f[i + 3]]);
-        let u64_at = |i: usize| (u32_at(i) as u64) | ((u32_at(i + 4) as u64) << 32);
         MessageHeader {
-            topic_id: u32_at(0),
-            robot_id: u16_at(4),
-            flags: u16_at(6),
-            sequence: u64_at(8),
-            receive_time_ns: u64_at(16),
-            publish_time_ns: u64_at(24),
-            ingest_session: u32_at(32),
-            payload_len: u32_at(36),
+            topic_id: u32::from_le_bytes(le_arr(&f[0..4])),
+            robot_id: u16::from_le_bytes(le_arr(&f[4..6])),
+            flags: u16::from_le_bytes(le_arr(&f[6..8])),
+            sequence: u64::from_le_bytes(le_arr(&f[8..16])),
+            receive_time_ns: u64::from_le_bytes(le_arr(&f[16..24])),
+            publish_time_ns: u64::from_le_bytes(le_arr(&f[24..32])),
+            ingest_session: u32::from_le_bytes(le_arr(&f[32..36])),
+            payload_len: u32::from_le_bytes(le_arr(&f[36..40])),
         }
     }
 
@@ -126,9 +124,7 @@ impl<'a> Iterator for MessagesOf<'a> {
                     *entry = *count;
                     return Some(Err(e));
                 };
-                let mut f = [0u8; MESSAGE_HEADER_LEN];
-                f.copy_from_slice(fixed);
-                let h = MessageHeader::from_le_bytes(&f);
+                let h = MessageHeader::from_le_bytes(&le_arr(fixed));
                 let start = *offset + MESSAGE_HEADER_LEN;
                 let Some(payload) = data.get(start..start + h.payload_len as usize) else {
                     let e = fail("the payload ends inside the entry's message");

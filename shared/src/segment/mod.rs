@@ -10,6 +10,7 @@ mod scan;
 mod summary;
 
 pub use frame::{decode_frame, encode_frame, FrameError, RecordRef, RecordSink};
+pub(crate) use header::le_arr;
 pub use header::{HeaderError, SegmentHeader};
 pub use record::{
     checkpoint_len, checkpoint_padding, encode_checkpoint, encode_checkpoint_padded, encode_footer, encode_message,
