@@ -257,11 +257,12 @@ impl Forwarder {
         }
         // Large: alone, after what is queued (so the order on the plane is the order here).
         self.flush();
+        let subscribers = self.subscribers();
         let result = match self.publisher.loan_slice_uninit(payload.len()) {
             Err(_) => Err(ForwardError::Loan),
             Ok(mut sample) => {
                 *sample.user_header_mut() = header;
-                self.delivered(sample.write_from_slice(payload).send())
+                delivered(subscribers, sample.write_from_slice(payload).send())
             }
         };
         self.count_outcome(h.0, header.payload_len, result);
@@ -273,11 +274,12 @@ impl Forwarder {
         if self.batch.is_empty() {
             return;
         }
+        let subscribers = self.subscribers();
         let result = match self.publisher.loan_slice_uninit(self.batch.bytes()) {
             Err(_) => Err(ForwardError::Loan),
             Ok(mut sample) => {
                 *sample.user_header_mut() = self.batch.header();
-                self.delivered(sample.write_from_slice(self.batch.payload()).send())
+                delivered(subscribers, sample.write_from_slice(self.batch.payload()).send())
             }
         };
         let mut queued = std::mem::take(&mut self.batch_topics);
@@ -289,16 +291,9 @@ impl Forwarder {
         self.batch.clear();
     }
 
-    /// Whether a send reached every subscriber (and there was one).
-    fn delivered<E>(&self, sent: Result<usize, E>) -> Result<(), ForwardError> {
-        let subscribers = self.service.dynamic_config().number_of_subscribers();
-        match sent {
-            Ok(delivered) if delivered >= subscribers && subscribers > 0 => Ok(()),
-            Ok(delivered) => {
-                Err(ForwardError::NotDelivered { missed: subscribers.max(1) - delivered.min(subscribers) })
-            }
-            Err(_) => Err(ForwardError::Send),
-        }
+    /// Subscribers connected now (read before a loan, as the send will see them).
+    fn subscribers(&self) -> usize {
+        self.service.dynamic_config().number_of_subscribers()
     }
 
     /// Counts one message's outcome on its topic.
@@ -402,6 +397,15 @@ impl Forwarder {
         if let Err(e) = self.status_publisher.send_copy(*s) {
             tracing::warn!(?e, "could not publish status");
         }
+    }
+}
+
+/// Whether a send reached all `subscribers` counted before it (and there was one).
+fn delivered<E>(subscribers: usize, sent: Result<usize, E>) -> Result<(), ForwardError> {
+    match sent {
+        Ok(delivered) if delivered >= subscribers && subscribers > 0 => Ok(()),
+        Ok(delivered) => Err(ForwardError::NotDelivered { missed: subscribers.max(1) - delivered.min(subscribers) }),
+        Err(_) => Err(ForwardError::Send),
     }
 }
 
