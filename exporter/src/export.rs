@@ -312,6 +312,7 @@ fn list_segments(opts: &ExportOptions, regex: Option<&Regex>) -> Result<(Vec<Seg
             ..SegmentEntry::default()
         };
         let skip = match &manifest {
+            None if size == 0 => Some("empty (created ahead by the writer, no data yet)"),
             None if !opts.include_unsealed => {
                 Some("no sidecar manifest matching its size (open or not recovered; --include-unsealed reads it)")
             }

@@ -129,10 +129,13 @@ fn segment_writer(dir: &Path, size: usize, total: u64) -> (f64, f64) {
     // the last ones, and that tail is reported separately.
     w.sync().unwrap();
     let secs = start.elapsed().as_secs_f64();
+    let (commits, dir_syncs) = (w.stats().commits, w.stats().commit_dir_syncs);
     w.close().unwrap();
     let close_secs = start.elapsed().as_secs_f64() - secs;
     if std::env::var("BENCH_VERBOSE").is_ok() {
-        println!("  {size} B: durable after {secs:.3} s, last manifests {close_secs:.3} s later");
+        println!(
+            "  {size} B: durable after {secs:.3} s, last manifests {close_secs:.3} s later; {commits} commits, {dir_syncs} with a directory fsync"
+        );
     }
     std::fs::remove_dir_all(&d).ok();
     ((n * size as u64) as f64 / 1e6 / secs, n as f64 / secs)

@@ -3,7 +3,8 @@
 //! directory-fsync primitives that sealing and abandonment use.
 //!
 //! Layout of `storage.path`:
-//! - `seg-<20-digit segment seq>-<first 8 hex digits of the session id>.wal`: segments;
+//! - `seg-<20-digit segment seq>-<first 8 hex digits of the session id>.wal`: segments (the
+//!   next two of a running writer exist empty, created ahead of their use);
 //! - `<segment>.manifest.json`: sidecar manifest of a sealed segment;
 //! - `<segment>.abandoned`: marker of a segment left after a failed fsync (see `recovery`);
 //! - `*.tmp`: a side file being written atomically (removed by recovery);
@@ -123,6 +124,42 @@ pub fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
+    }
+}
+
+/// Which segment files created in the recording directory are known to have a durable
+/// directory entry. The writer creates the next segment file ahead of time (empty, see
+/// `SegmentWriter`) and notes each creation here; the sealing thread notes each directory fsync
+/// it completes (every manifest ends with one). A file created before a directory fsync
+/// started is covered by it, so its first batch needs no directory fsync of its own: on a disk
+/// without FUA each one costs a journal commit and a device flush on the commit path.
+#[derive(Debug, Default)]
+pub(crate) struct DirSyncs {
+    /// Files created (a running count: the n-th creation is generation n).
+    created: std::sync::atomic::AtomicU64,
+    /// Every generation up to this one is covered by a completed directory fsync.
+    synced: std::sync::atomic::AtomicU64,
+}
+
+impl DirSyncs {
+    /// Notes a file created (the creation returned): its generation.
+    pub(crate) fn created(&self) -> u64 {
+        self.created.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+    }
+
+    /// Before a directory fsync starts: the creations it will cover.
+    pub(crate) fn snapshot(&self) -> u64 {
+        self.created.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// After a directory fsync that started after [`Self::snapshot`] returned `upto` succeeded.
+    pub(crate) fn synced(&self, upto: u64) {
+        self.synced.fetch_max(upto, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the file created as generation `generation` has a durable directory entry.
+    pub(crate) fn covered(&self, generation: u64) -> bool {
+        self.synced.load(std::sync::atomic::Ordering::SeqCst) >= generation
     }
 }
 

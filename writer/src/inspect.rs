@@ -287,6 +287,14 @@ fn inspect_segment(path: &Path, report: &mut InspectReport, topics: &mut HashMap
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let bytes = std::fs::read(path).map_err(io_err("read", path))?;
     let abandoned = abandoned_marker_path(path).exists();
+    if bytes.is_empty() && !abandoned {
+        // Not a problem: a running writer creates its next segments' files ahead of their use.
+        report.notes.push(Note {
+            segment: name,
+            text: "empty: created ahead by the writer, no data yet (recovery removes it if left by a crash)".into(),
+        });
+        return Ok(());
+    }
     let contents = match decode_segment(path, &bytes) {
         Ok(c) => c,
         Err(e) => {

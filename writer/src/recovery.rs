@@ -3,8 +3,8 @@
 //! `fleetrec-writer recover PATH`.
 //!
 //! For each segment without a matching manifest:
-//! - a file shorter than a header holds nothing durable (the crash came right after creating
-//!   it): it is removed;
+//! - an empty file (the writer creates the next segments' files ahead of their use) or one
+//!   shorter than a header holds nothing durable: it is removed;
 //! - a header that does not decode is reported and the file left alone;
 //! - otherwise the file is scanned ([`ScanMode::SkipCorrupt`]); the valid data ends at the last
 //!   valid record (`valid_len`). A segment left after a failed fsync carries an
@@ -214,6 +214,14 @@ pub(crate) fn recover_segment(path: &Path, report: &mut RecoveryReport) -> Resul
     let original_len = bytes.len() as u64;
     let marker = AbandonMarker::read(path)?;
     // A preallocated segment reads as zeros until its first batch is durable.
+    if bytes.is_empty() {
+        // The writer creates the next segments' files ahead of their use (empty).
+        info!(segment = %path.display(), "empty segment file (created ahead by the writer): removing it");
+        remove_durably(path)?;
+        remove_marker(path, marker.is_some())?;
+        report.removed.push(path.to_path_buf());
+        return Ok(());
+    }
     if bytes.len() < HEADER_LEN || bytes.iter().all(|b| *b == 0) {
         warn!(
             segment = %path.display(),

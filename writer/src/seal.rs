@@ -12,13 +12,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use shared::segment::{SegmentManifest, SegmentSummary};
 
 use sha2::{Digest, Sha256};
 
-use crate::directory::{hex, manifest_path, sha256_file, write_atomically};
+use crate::directory::{hex, manifest_path, sha256_file, write_atomically, DirSyncs};
 use crate::error::{Result, WriterError};
 use crate::uring::AlignedBuf;
 
@@ -127,6 +128,12 @@ pub(crate) fn cut_preallocation(job: &SealJob) -> Result<()> {
     }
     let file =
         std::fs::OpenOptions::new().write(true).open(&job.path).map_err(crate::error::io_err("open", &job.path))?;
+    // A segment that filled its preallocation ends just past it (its last batch extended the
+    // file, and that batch's fdatasync made the size durable): nothing to cut, and no sync.
+    let len = file.metadata().map_err(crate::error::io_err("stat", &job.path))?.len();
+    if len == job.size {
+        return Ok(());
+    }
     file.set_len(job.size).and_then(|()| file.sync_all()).map_err(crate::error::io_err("ftruncate", &job.path))
 }
 
@@ -161,7 +168,10 @@ impl ManifestWorker {
     /// never waits behind a sync; consecutive segments are hashed on different threads, so
     /// one that falls behind is not the limit), and a sealing thread behind them that does
     /// the file system work of each seal (cut, manifest, syncs), in the order of the seals.
-    pub(crate) fn spawn() -> Result<ManifestWorker> {
+    ///
+    /// Each manifest ends with a directory fsync: a successful one is noted in `dir_syncs`,
+    /// covering the files created before it started.
+    pub(crate) fn spawn(dir_syncs: Arc<DirSyncs>) -> Result<ManifestWorker> {
         let (done, rx) = mpsc::channel::<SealOutcome>();
         let (give_back, returned) = mpsc::channel::<AlignedBuf>();
         let (to_sealer, seals) = mpsc::channel::<(u64, SealJob, Option<String>)>();
@@ -172,8 +182,14 @@ impl ManifestWorker {
             .name(SEAL_THREAD_NAME.into())
             .spawn(move || {
                 // Writes one manifest; false once the writer is gone.
-                let seal =
-                    |job: SealJob, sha: Option<String>| done.send(run_job(&job, sha).map_err(|e| (job, e))).is_ok();
+                let seal = |job: SealJob, sha: Option<String>| {
+                    let upto = dir_syncs.snapshot();
+                    let outcome = run_job(&job, sha);
+                    if outcome.is_ok() {
+                        dir_syncs.synced(upto);
+                    }
+                    done.send(outcome.map_err(|e| (job, e))).is_ok()
+                };
                 let mut early: BTreeMap<u64, (SealJob, Option<String>)> = BTreeMap::new();
                 let mut next = 0u64;
                 for (ticket, job, sha) in seals {

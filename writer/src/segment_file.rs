@@ -42,8 +42,12 @@ pub(crate) struct SegmentFile {
     pub(crate) durable_len: u64,
     /// A write or fdatasync of this file failed: it is never synced again.
     pub(crate) failure: Option<FileFailure>,
-    /// The next batch submitted must also fsync the directory (new file entry).
+    /// The next batch submitted must also fsync the directory (new file entry), unless the
+    /// file was created ahead as `created_ahead` and a directory fsync covered it meanwhile.
     pub(crate) needs_dir_sync: bool,
+    /// The file was created ahead of its use (the writer's next segment): its generation in
+    /// the directory's [`crate::directory::DirSyncs`].
+    pub(crate) created_ahead: Option<u64>,
     /// The footer's summary, once the sealing batch was built.
     pub(crate) seal_summary: Option<SegmentSummary>,
     /// Opened with `O_DIRECT`: every write must start and end on a [`DIRECT_ALIGN`] boundary.
@@ -79,15 +83,20 @@ pub(crate) struct FileMode {
 
 impl SegmentFile {
     /// Creates segment `seq` in `dir` (the file must not exist) and returns it with the header
-    /// bytes that must start the segment's first batch.
+    /// bytes that must start the segment's first batch. With `ahead`, the file was created
+    /// empty earlier (see [`create_ahead`]) as that generation, and is opened instead.
     pub(crate) fn create(
         dir: &Path,
         seq: u64,
         session: &[u8; 16],
         mode: FileMode,
+        ahead: Option<u64>,
     ) -> Result<(SegmentFile, [u8; HEADER_LEN])> {
         let path = dir.join(segment_file_name(seq, session));
-        let (file, direct) = open_new(&path, mode.direct).map_err(io_err("create segment", &path))?;
+        let (file, direct) = match ahead {
+            Some(_) => open_ahead(&path, mode.direct).map_err(io_err("open segment", &path))?,
+            None => open_new(&path, mode.direct).map_err(io_err("create segment", &path))?,
+        };
         // Preallocate only with room to spare: near a full disk, reserved but unused space
         // would turn into dropped messages sooner.
         let roomy = || crate::segment_writer::free_bytes(dir).is_ok_and(|free| free / 8 > mode.preallocate);
@@ -108,6 +117,7 @@ impl SegmentFile {
                 durable_len: 0,
                 failure: None,
                 needs_dir_sync: true,
+                created_ahead: ahead,
                 seal_summary: None,
                 direct,
                 buffered_for_small_commits: !mode.under_load,
@@ -127,12 +137,35 @@ impl SegmentFile {
     }
 }
 
+/// Creates segment `seq`'s file in `dir` empty, ahead of its use (it must not exist; nothing
+/// is synced). Returns its path.
+pub(crate) fn create_ahead(dir: &Path, seq: u64, session: &[u8; 16]) -> Result<PathBuf> {
+    let path = dir.join(segment_file_name(seq, session));
+    OpenOptions::new().write(true).create_new(true).open(&path).map_err(io_err("create segment", &path))?;
+    Ok(path)
+}
+
+/// Opens `path`, created empty ahead by [`create_ahead`], for writing, with `O_DIRECT` if
+/// `direct` and the file system accepts it. It must still be empty: a file that is not (which
+/// the writer never leaves) is refused rather than written over.
+fn open_ahead(path: &Path, direct: bool) -> std::io::Result<(File, bool)> {
+    let (file, direct) = open_with(path, direct, false)?;
+    if file.metadata()?.len() != 0 {
+        return Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "segment created ahead is not empty"));
+    }
+    Ok((file, direct))
+}
+
 /// Creates `path` (which must not exist) for writing, with `O_DIRECT` if `direct` and the file
 /// system accepts it. Returns the file and whether it is in direct mode.
 fn open_new(path: &Path, direct: bool) -> std::io::Result<(File, bool)> {
+    open_with(path, direct, true)
+}
+
+fn open_with(path: &Path, direct: bool, create: bool) -> std::io::Result<(File, bool)> {
     use std::os::unix::fs::OpenOptionsExt;
     if direct {
-        match OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_DIRECT).open(path) {
+        match OpenOptions::new().write(true).create_new(create).custom_flags(libc::O_DIRECT).open(path) {
             Ok(f) => return Ok((f, true)),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 // The file system has no direct I/O (the file may exist now: reopen it).
@@ -143,7 +176,7 @@ fn open_new(path: &Path, direct: bool) -> std::io::Result<(File, bool)> {
             Err(e) => return Err(e),
         }
     }
-    Ok((OpenOptions::new().write(true).create_new(true).open(path)?, false))
+    Ok((OpenOptions::new().write(true).create_new(create).open(path)?, false))
 }
 
 /// Reserves `len` bytes for `file` (the file's size becomes `len`; the space reads as zeros),
