@@ -8,9 +8,13 @@
 //! (docs/BENCHMARKS.md, fourth and fifth sessions). So the writer measures: every segment
 //! opened while commits are big ("under load") reports how fast it was made durable, and new
 //! segments use the mode with the better recent rate. Each mode is judged by its last
-//! [`TRIAL_SEGMENTS`] segments: a recording starts with a trial of each, and after every
+//! [`TRIAL_SEGMENTS`] segments: a recording starts with a trial of each, and after
 //! [`EXPLORE_EVERY`] segments of the faster mode the other one gets a trial again, so that a
-//! change of conditions is noticed.
+//! change of conditions is noticed. Each trial that changes nothing doubles the wait for the
+//! next one (up to [`MAX_EXPLORE_EVERY`] segments): on a disk where one mode is much slower, a
+//! trial every 32 segments cost a recording running for days several percent of its
+//! throughput. A trial that changes the preferred mode brings the wait back to
+//! [`EXPLORE_EVERY`].
 //!
 //! The rate of a segment is its bytes over its *busy time*: for each of its commits, from its
 //! submission (or the previous commit's completion, if that came later) to its completion. With
@@ -20,8 +24,14 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-/// Under load, the mode not in use is tried again after this many segments of the other.
+/// Under load, the mode not in use is tried again after this many segments of the other
+/// (at first, and after a trial that changed the preferred mode).
 pub(crate) const EXPLORE_EVERY: u32 = 32;
+/// The longest wait between trials (with 16 MiB segments, 8 GiB).
+pub(crate) const MAX_EXPLORE_EVERY: u32 = 512;
+/// An exploration trial is judged this many segments after its start (its segments are then
+/// sealed and measured).
+const JUDGE_AFTER: u32 = TRIAL_SEGMENTS as u32 + 4;
 
 /// A trial of a mode lasts this many segments, and a mode's rate is that of its last this
 /// many measured segments: single segments vary too much (on the VM of docs/BENCHMARKS.md,
@@ -63,29 +73,40 @@ pub(crate) struct IoModeChooser {
     buffered: Window,
     /// Segments left in the running trial, and its mode (`true`: direct).
     trial: Option<(usize, bool)>,
-    /// Segments opened in the preferred mode since the last trial.
+    /// Choices since the last trial started (its first segment included).
     since_trial: u32,
+    /// Segments of the preferred mode between trials (see [`EXPLORE_EVERY`]); 0 until set.
+    explore_every: u32,
+    /// The preferred mode when the running or last exploration trial started, until judged.
+    judging: Option<bool>,
 }
 
 impl IoModeChooser {
     /// The mode of a segment opened now under load: `true` for direct. First a trial of
     /// [`TRIAL_SEGMENTS`] direct segments, then one of buffered ones; then the faster mode,
-    /// with a trial of the other one after every [`EXPLORE_EVERY`] segments.
+    /// with a trial of the other one after [`EXPLORE_EVERY`] segments, then ever more rarely
+    /// while trials change nothing (see the module docs).
     pub(crate) fn choose(&mut self) -> bool {
+        if self.explore_every == 0 {
+            self.explore_every = EXPLORE_EVERY;
+        }
+        // This choice included.
+        self.since_trial = self.since_trial.saturating_add(1);
         let (left, direct) = match self.trial {
             Some(running) => running,
             None => {
+                self.judge();
                 let start = if !self.direct.tried {
                     true
                 } else if !self.buffered.tried {
                     false
-                } else if self.since_trial >= EXPLORE_EVERY {
+                } else if self.since_trial > self.explore_every + TRIAL_SEGMENTS as u32 {
+                    self.judging = Some(self.prefers_direct());
                     !self.prefers_direct()
                 } else {
-                    self.since_trial += 1;
                     return self.prefers_direct();
                 };
-                self.since_trial = 0;
+                self.since_trial = 1;
                 if start {
                     self.direct.tried = true;
                 } else {
@@ -96,6 +117,27 @@ impl IoModeChooser {
         };
         self.trial = (left > 1).then_some((left - 1, direct));
         direct
+    }
+
+    /// Once an exploration trial's segments are measured: a trial that left the preferred mode
+    /// as it was doubles the wait for the next one, one that changed it resets the wait.
+    fn judge(&mut self) {
+        let Some(before) = self.judging else { return };
+        if self.since_trial < JUDGE_AFTER {
+            return;
+        }
+        self.judging = None;
+        self.explore_every = if self.prefers_direct() == before {
+            (self.explore_every * 2).min(MAX_EXPLORE_EVERY)
+        } else {
+            EXPLORE_EVERY
+        };
+    }
+
+    /// Segments of the preferred mode until the next exploration trial (after a trial).
+    #[cfg(test)]
+    fn explore_every(&self) -> u32 {
+        self.explore_every
     }
 
     /// Whether the faster mode measured so far is direct (`true` while nothing is measured, and
@@ -167,6 +209,51 @@ mod tests {
         assert!(c.choose());
         let (d, b) = c.rates();
         assert_eq!((d.unwrap().round() as u64, b.unwrap().round() as u64), (1_118_481_067, 838_860_800));
+    }
+
+    /// Runs `n` choices, recording each chosen segment at the given rates (16 MiB in
+    /// `direct_ms` / `buffered_ms`) as soon as it is chosen; returns the choices.
+    fn run(c: &mut IoModeChooser, n: usize, direct_ms: u64, buffered_ms: u64) -> Vec<bool> {
+        (0..n)
+            .map(|_| {
+                let d = c.choose();
+                c.record(d, 16 * MIB, ms(if d { direct_ms } else { buffered_ms }));
+                d
+            })
+            .collect()
+    }
+
+    /// Positions of the first segment of each direct trial in `picks` (buffered preferred).
+    fn trial_starts(picks: &[bool]) -> Vec<usize> {
+        (0..picks.len()).filter(|&i| picks[i] && (i == 0 || !picks[i - 1])).collect()
+    }
+
+    #[test]
+    fn trials_that_change_nothing_come_ever_more_rarely_and_a_change_resets_the_wait() {
+        let mut c = IoModeChooser::default();
+        let t = TRIAL_SEGMENTS;
+        // Buffered twice as fast, always: trials of direct after 32, 64, 128, 256, 512, 512
+        // segments of buffered.
+        let picks = run(&mut c, 2 * t + 2000, 40, 20);
+        assert_eq!(&picks[..2 * t], [vec![true; t], vec![false; t]].concat());
+        let starts = trial_starts(&picks[2 * t..]);
+        let gaps: Vec<usize> = starts.windows(2).map(|w| w[1] - w[0] - t).collect();
+        assert_eq!(starts[0], 32);
+        assert_eq!(gaps, vec![64, 128, 256, 512, 512], "starts {starts:?}");
+        assert!(starts.iter().all(|&s| picks[2 * t + s..2 * t + s + t].iter().all(|d| *d)), "trials last {t}");
+        assert_eq!(c.explore_every(), MAX_EXPLORE_EVERY);
+
+        // The disk changes: direct becomes faster. The next trial finds it, direct is kept,
+        // and the wait is back to 32 segments before buffered is tried again.
+        let mut picks = Vec::new();
+        while !picks.contains(&true) {
+            picks.extend(run(&mut c, 1, 10, 20));
+        }
+        let first = picks.len() - 1;
+        picks.extend(run(&mut c, t + 32 + t - 1, 10, 20));
+        assert!(picks[first..first + t + 32].iter().all(|d| *d), "{picks:?}");
+        assert!(picks[first + t + 32..].iter().all(|d| !d), "then a trial of buffered: {picks:?}");
+        assert_eq!(c.explore_every(), EXPLORE_EVERY);
     }
 
     #[test]
