@@ -139,6 +139,8 @@ pub(crate) struct DirSyncs {
     created: std::sync::atomic::AtomicU64,
     /// Every generation up to this one is covered by a completed directory fsync.
     synced: std::sync::atomic::AtomicU64,
+    /// Directory fsyncs done for seals.
+    fsyncs: std::sync::atomic::AtomicU64,
 }
 
 impl DirSyncs {
@@ -157,6 +159,16 @@ impl DirSyncs {
         self.synced.fetch_max(upto, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Notes a directory fsync done (for the count).
+    pub(crate) fn fsynced(&self) {
+        self.fsyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Directory fsyncs done for seals so far.
+    pub(crate) fn fsyncs(&self) -> u64 {
+        self.fsyncs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Whether the file created as generation `generation` has a durable directory entry.
     pub(crate) fn covered(&self, generation: u64) -> bool {
         self.synced.load(std::sync::atomic::Ordering::SeqCst) >= generation
@@ -167,6 +179,13 @@ impl DirSyncs {
 /// fsync of the directory. A crash leaves either the old file (or none) or the new one, never
 /// a partial one.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_and_rename(path, bytes)?;
+    fsync_dir(&parent_dir(path))
+}
+
+/// [`write_atomically`] without the final fsync of the directory: the caller makes the rename
+/// durable with one [`fsync_dir`] (which may cover several files) before relying on it.
+pub(crate) fn write_and_rename(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = with_suffix(path, TEMP_SUFFIX);
     let mut f =
         OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(io_err("create", &tmp))?;
@@ -177,8 +196,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(e);
     }
     drop(f);
-    std::fs::rename(&tmp, path).map_err(io_err("rename", &tmp))?;
-    fsync_dir(&parent_dir(path))
+    std::fs::rename(&tmp, path).map_err(io_err("rename", &tmp))
 }
 
 /// Removes a file and makes the removal durable.

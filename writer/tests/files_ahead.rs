@@ -138,3 +138,26 @@ fn inspect_notes_an_empty_file_ahead_without_calling_it_a_problem() {
     assert_eq!(r.messages, 30);
     w.close().unwrap();
 }
+
+#[test]
+fn seals_that_come_often_share_directory_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = open(small_opts(dir.path()));
+    let ts = topics();
+    for t in &ts {
+        w.define_topic(t.clone()).unwrap();
+    }
+    write_messages(&mut w, &ts, 1..=200);
+    w.sync().unwrap();
+    let segments = list_segments(dir.path()).unwrap().len() - 3; // the open one and two ahead
+    assert!(segments >= 8, "{segments} sealed segments");
+    let sealed = wait_sealed(&mut w, segments);
+    assert_eq!(sealed.len(), segments);
+    let syncs = w.stats().seal_dir_syncs;
+    assert!(syncs >= 1 && syncs as usize <= segments / 2, "{syncs} directory fsyncs for {segments} seals");
+    for s in &sealed {
+        checked_manifest(&s.path);
+    }
+    w.close().unwrap();
+    assert_exact(&all_messages(dir.path()), &ts, 1..=200);
+}

@@ -214,6 +214,9 @@ pub struct WriterStats {
     /// Directory fsyncs on the commit path: first batches of segment files whose directory
     /// entry no earlier directory fsync covered (see [`SegmentWriter`]'s file created ahead).
     pub commit_dir_syncs: u64,
+    /// Directory fsyncs that made sealed segments' manifests durable (one may cover several
+    /// seals).
+    pub seal_dir_syncs: u64,
 }
 
 /// How a batch in flight ended.
@@ -1337,6 +1340,7 @@ impl SegmentWriter {
 
     fn collect_seals(&mut self) {
         self.take_hashed_buffers();
+        self.stats.seal_dir_syncs = self.dir_syncs.fsyncs();
         for outcome in self.sealer.try_results() {
             self.on_seal_outcome(outcome);
         }
