@@ -55,8 +55,8 @@ pub(crate) struct SegmentFile {
     /// Opened buffered because recent commits were small (not because the file system has no
     /// direct I/O, nor by the measured choice): the writer ends it early once commits grow.
     pub(crate) buffered_for_small_commits: bool,
-    /// Opened while commits were big: its rate counts for the choice of the I/O mode.
-    pub(crate) under_load: bool,
+    /// Its rate counts for the choice of the I/O mode (see [`FileMode::measured`]).
+    pub(crate) mode_measured: bool,
     /// Time its batches were in flight (see `io_mode.rs`).
     pub(crate) busy: std::time::Duration,
     /// The file was preallocated: its size is the preallocation, not its data, until sealing
@@ -79,6 +79,9 @@ pub(crate) struct FileMode {
     pub(crate) preallocate: u64,
     /// Opened while commits were big (else buffered because they were small).
     pub(crate) under_load: bool,
+    /// Its I/O mode was chosen by measurement (`io_mode = "auto"`) and it is not the first
+    /// segment after a change of mode: its rate counts for the next choices.
+    pub(crate) measured: bool,
 }
 
 impl SegmentFile {
@@ -121,7 +124,7 @@ impl SegmentFile {
                 seal_summary: None,
                 direct,
                 buffered_for_small_commits: !mode.under_load,
-                under_load: mode.under_load,
+                mode_measured: mode.measured,
                 busy: std::time::Duration::ZERO,
                 preallocated,
                 hashed_to: Some(0),

@@ -893,14 +893,21 @@ impl SegmentWriter {
     /// How the next segment file is opened (a choice of the I/O mode, when under load).
     fn next_file_mode(&mut self) -> FileMode {
         let under_load = self.under_load();
-        let direct = under_load
-            && match self.opts.io_mode {
-                IoMode::Auto => self.io_modes.choose(),
-                IoMode::Direct => true,
-                IoMode::Buffered => false,
-            };
+        let (direct, measured) = match self.opts.io_mode {
+            _ if !under_load => {
+                self.io_modes.not_chosen();
+                (false, false)
+            }
+            IoMode::Auto => {
+                let c = self.io_modes.choose();
+                (c.direct, c.measured)
+            }
+            IoMode::Direct => (true, false),
+            IoMode::Buffered => (false, false),
+        };
         FileMode {
             direct,
+            measured,
             // Exactly the rotation size: a segment ends just past it (its last batch extends
             // the file), so sealing cuts nothing. Freed blocks would cost a discard on file
             // systems mounted with `discard`, and ext4 runs those inside its journal commits,
@@ -1261,7 +1268,7 @@ impl SegmentWriter {
             }
             if b.seals {
                 if let Some(f) = self.files.remove(&b.seq) {
-                    if f.under_load && self.opts.io_mode == IoMode::Auto {
+                    if f.mode_measured {
                         self.measured_io_mode(&f);
                     }
                     let job = SealJob {
