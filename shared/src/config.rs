@@ -155,7 +155,10 @@ pub struct StorageConfig {
     pub wal_segment_size: u64,
     /// Also rotate a segment after this many seconds; `0` turns it off. Default `0`.
     pub segment_max_duration_s: u64,
-    /// Group commit: fdatasync at least this often, in milliseconds. Default `5`.
+    /// Group commit: fdatasync at least this often, in milliseconds. Default `2` (at 100 MB/s
+    /// of 4 KiB messages: durable latency p99 about 4 ms, against about 8 ms with 5; at high
+    /// rates commits are as big as the syncs in flight make them, so throughput is the same;
+    /// at low rates it is the number of fdatasyncs a second: raise it to spare flash).
     pub commit_interval_ms: u64,
     /// Group commit: fdatasync once this many bytes are unsynced. Default `8388608` (8 MiB).
     pub commit_bytes: u64,
@@ -179,7 +182,7 @@ impl Default for StorageConfig {
             path: PathBuf::from("./data/recordings"),
             wal_segment_size: 16 * 1024 * 1024,
             segment_max_duration_s: 0,
-            commit_interval_ms: 5,
+            commit_interval_ms: 2,
             commit_bytes: 8 * 1024 * 1024,
             io_mode: IoMode::Auto,
             compress: Toggle::Name("none".into()),

@@ -2,7 +2,7 @@
 //! - `dd if=/dev/zero bs=1M oflag=direct` (the disk's direct-write limit), and the same with
 //!   `conv=fdatasync` (the same bytes made durable once, at the end),
 //! - a plain `std::fs::File` writer (the same framed bytes, write + `sync_data` with the same
-//!   commit policy: every 5 ms or 8 MiB),
+//!   commit policy: every `commit_interval` or `commit_bytes`),
 //! - the fleetrec `SegmentWriter` (io_uring, group commit, default `[storage]` settings),
 //!
 //! for 64 B, 4 KiB, 64 KiB and 1 MiB records, as MB/s and ratios (each contender starts on a
@@ -50,9 +50,12 @@ fn header(seq: u64) -> MessageHeader {
 }
 
 /// MB/s of payload through a plain File with the writer's commit policy: the same framed
-/// records, written in 256 KiB chunks, `sync_data` once 8 MiB are unsynced or 5 ms passed.
+/// records, written in 256 KiB chunks, `sync_data` once `commit_bytes` are unsynced or
+/// `commit_interval` passed.
 fn std_file(dir: &Path, size: usize, total: u64) -> f64 {
     settle(dir);
+    let opts = options(dir);
+    let (interval, commit_bytes) = (opts.commit_interval, opts.commit_bytes as usize);
     let path = dir.join(format!("std-{size}.bin"));
     let mut f = std::fs::File::create(&path).unwrap();
     let payload = vec![0x5au8; size];
@@ -68,7 +71,7 @@ fn std_file(dir: &Path, size: usize, total: u64) -> f64 {
             unsynced += buf.len();
             buf.clear();
         }
-        if unsynced >= 8 << 20 || (unsynced > 0 && last_sync.elapsed() >= Duration::from_millis(5)) {
+        if unsynced >= commit_bytes || (unsynced > 0 && last_sync.elapsed() >= interval) {
             f.sync_data().unwrap();
             unsynced = 0;
             last_sync = Instant::now();
@@ -263,7 +266,8 @@ fn main() {
     }
     println!();
     let (p50, p99, achieved, n) = latency(&dir, 4096, 100.0, 5.0);
+    let interval = options(&dir).commit_interval.as_secs_f64() * 1e3;
     println!(
-        "durable latency at {achieved:.0} MB/s (4 KiB messages, {n} messages, commit_interval 5 ms): p50 {p50:.2} ms, p99 {p99:.2} ms"
+        "durable latency at {achieved:.0} MB/s (4 KiB messages, {n} messages, commit_interval {interval} ms): p50 {p50:.2} ms, p99 {p99:.2} ms"
     );
 }
