@@ -164,7 +164,7 @@ pub struct StorageConfig {
     pub commit_bytes: u64,
     /// How segment files are written: `"auto"` measures direct (`O_DIRECT` into preallocated
     /// space) and buffered (page cache) segments while the recording is fast and uses direct
-    /// only where it made data durable at least 15% faster (median segment rates), with a trial
+    /// only where it made data durable at least 15% faster (buffered first), with a trial
     /// of 4 segments of the other mode after 32 segments (twice as many after each trial that
     /// changed nothing, up to 512);
     /// `"direct"` or `"buffered"` fix the mode. A slow recording (small commits) is always buffered. Default
