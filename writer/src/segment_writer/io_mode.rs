@@ -12,11 +12,11 @@
 //! gets a trial of [`TRIAL_SEGMENTS`] segments, and after [`EXPLORE_EVERY`] segments of the
 //! preferred mode the other one gets a trial again, so that a change of conditions is
 //! noticed. (Until 2026-12-07 a recording started with a trial of each mode, and a 1 GiB run
-//! spent 8 of its 64 segments on direct trials where direct was the slower mode.) Each trial that changes nothing doubles the wait for the
-//! next one (up to [`MAX_EXPLORE_EVERY`] segments): on a disk where one mode is much slower, a
-//! trial every 32 segments cost a recording running for days several percent of its
-//! throughput. A trial that changes the preferred mode brings the wait back to
-//! [`EXPLORE_EVERY`].
+//! spent 8 of its 64 segments on direct trials where direct was the slower mode.) Each trial
+//! that changes nothing doubles the wait for the next one (up to [`MAX_EXPLORE_EVERY`]
+//! segments): on a disk where one mode is much slower, a trial every 32 segments cost a
+//! recording running for days several percent of its throughput. A trial that changes the
+//! preferred mode brings the wait back to [`EXPLORE_EVERY`].
 //!
 //! The rate of a segment is its bytes over its *busy time*: for each of its commits, from its
 //! submission (or the previous commit's completion, if that came later) to its completion. With
