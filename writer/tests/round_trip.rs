@@ -366,8 +366,8 @@ fn a_fast_start_ends_the_buffered_first_segment_early() {
     assert_eq!(seen, 150);
 }
 
-/// `io_mode = "auto"` (the default): a fast recording runs a trial of 4 direct segments, then
-/// one of 4 buffered segments, and every message reads back the same whichever mode wrote it,
+/// `io_mode = "auto"` (the default): a fast recording starts buffered, runs a trial of 4 direct
+/// segments after 32 buffered ones, and every message reads back the same whichever mode wrote it,
 /// with manifests whose SHA-256 (hashed from the batch buffers in both modes) is the file's.
 #[test]
 fn auto_io_mode_starts_buffered_then_tries_direct_segments_with_the_same_records() {

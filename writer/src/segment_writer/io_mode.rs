@@ -81,12 +81,8 @@ impl Window {
     /// free segments that follow a slow sync, the pooled rate counts the slow sync itself
     /// (see the module docs).
     fn rate(&self) -> Option<f64> {
-        let mut rates: Vec<f64> = self
-            .samples
-            .iter()
-            .filter(|(_, busy)| !busy.is_zero())
-            .map(|(bytes, busy)| *bytes as f64 / busy.as_secs_f64())
-            .collect();
+        // `record` keeps no sample under MIN_SAMPLE_TIME: no busy time is zero.
+        let mut rates: Vec<f64> = self.samples.iter().map(|(bytes, busy)| *bytes as f64 / busy.as_secs_f64()).collect();
         rates.sort_by(f64::total_cmp);
         let n = rates.len();
         let median = match n {
