@@ -917,6 +917,16 @@ impl SegmentWriter {
         }
     }
 
+    /// Whether a segment opened now under load would use direct I/O outside a trial: always
+    /// with `io_mode = "direct"`, with `"auto"` once direct was measured faster.
+    fn next_prefers_direct(&self) -> bool {
+        match self.opts.io_mode {
+            IoMode::Direct => true,
+            IoMode::Auto => self.io_modes.prefers_direct(),
+            IoMode::Buffered => false,
+        }
+    }
+
     /// Whether a segment opened now may use direct I/O: unless `io_mode` is buffered, while
     /// recent commits are big (see [`WriterOptions::direct_min_commit`]).
     fn under_load(&self) -> bool {
@@ -947,11 +957,13 @@ impl SegmentWriter {
             self.rotate();
         } else if len >= (self.opts.segment_size / 4).min(UPGRADE_MIN_LEN)
             && self.under_load()
+            && self.next_prefers_direct()
             && self.files.get(&seq).is_some_and(|f| f.buffered_for_small_commits)
         {
             // Commits grew (a fast recording, or the start of one: the first segment opens
             // before any commit size is known): end this buffered segment early so that the
-            // next one uses direct I/O.
+            // next one uses direct I/O. (Where the next one would be buffered anyway, as
+            // `auto` starts, ending early would only cost a seal.)
             info!(segment = seq, bytes = len, "commits grew: ending the buffered segment for a direct one");
             self.rotate();
         }
