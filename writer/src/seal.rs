@@ -1,12 +1,8 @@
 //! Sealing: once a segment's footer is durable, its sidecar manifest is written atomically
 //! (temp file, fsync, rename, fsync of the directory) with the SHA-256 of the segment file.
-//! The syncs run in rounds: a round fsyncs, side by side, the temp files written since the
-//! last round and the directory of the manifests the last round renamed, then renames the
-//! synced temp files. Side by side, they wait for the same journal commit. While seals come
-//! often (a fast recording: 25 a second at 400 MB/s with 16 MiB segments), a round runs at
-//! most every [`SYNC_GROUP_WINDOW`], so a seal costs a fraction of a commit instead of one
-//! for its temp file plus a share of a directory fsync. Each seal is reported (and
-//! announced) only once the directory fsync after its rename succeeded.
+//! While seals come often (a fast recording: 25 a second at 400 MB/s with 16 MiB segments),
+//! the manifests renamed within [`SYNC_GROUP_WINDOW`] share one directory fsync; each seal is
+//! reported (and announced) only once that fsync succeeded.
 //!
 //! The SHA-256 is computed from the batches' aligned copies as they become durable (direct
 //! I/O), or by reading the segment back (buffered I/O, or when a batch had to be written
@@ -16,10 +12,7 @@
 //! results and announces each sealed segment. A manifest that cannot be written (for example
 //! on a full disk) is retried later; recovery also writes missing manifests at start.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fs::File;
-use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
@@ -31,7 +24,7 @@ use shared::segment::{SegmentManifest, SegmentSummary};
 use sha2::{Digest, Sha256};
 
 use crate::directory::{
-    fsync_dir, hex, manifest_path, parent_dir, sha256_file, with_suffix, write_atomically, DirSyncs, TEMP_SUFFIX,
+    fsync_dir, hex, manifest_path, parent_dir, sha256_file, write_and_rename, write_atomically, DirSyncs,
 };
 use crate::error::{Result, WriterError};
 use crate::uring::AlignedBuf;
@@ -40,11 +33,9 @@ use crate::uring::AlignedBuf;
 const THREAD_NAME: &str = "fleetrec-hash";
 /// Name of the thread that writes manifests.
 const SEAL_THREAD_NAME: &str = "fleetrec-seal";
-/// Name of the short-lived threads that run a round's fsyncs side by side.
-const SYNC_THREAD_NAME: &str = "fleetrec-fsync";
-/// While seals come often, a round of syncs (see the module docs) runs at most this often
-/// (each round costs a journal commit and a device flush that the data's commits wait
-/// behind). A seal is announced at most about two of these later than it could be.
+/// While seals come often, one directory fsync at most this often covers the manifests renamed
+/// meanwhile (each one costs a journal commit and a device flush that the data's commits wait
+/// behind). A seal is announced at most this much later than it could be.
 const SYNC_GROUP_WINDOW: Duration = Duration::from_millis(100);
 /// Hashing threads (one SHA-256 stream runs at about 1.8 GB/s on one core of the test
 /// machine, slower than its disk).
@@ -101,19 +92,33 @@ pub fn write_manifest(
     summary: SegmentSummary,
 ) -> Result<(SegmentManifest, String)> {
     let (sha256, size) = sha256_file(path)?;
-    let (manifest, json) = manifest_json(path, expected_size, summary, sha256.clone(), size)?;
-    write_atomically(&manifest_path(path), &json)?;
-    Ok((manifest, sha256))
+    finish_manifest(path, expected_size, summary, sha256, size, true)
 }
 
-/// The manifest of the segment at `path` (`size` bytes on disk), as JSON.
-fn manifest_json(
+/// Writes the manifest of a segment of `size` bytes, hashing the file unless its SHA-256 is
+/// already known (computed from the bytes as they were written), up to the rename: the
+/// caller fsyncs the directory.
+fn write_manifest_renamed(
+    path: &Path,
+    size: u64,
+    summary: SegmentSummary,
+    sha256: Option<String>,
+) -> Result<(SegmentManifest, String)> {
+    let (sha256, on_disk) = match sha256 {
+        Some(sha) => (sha, std::fs::metadata(path).map_err(crate::error::io_err("stat", path))?.len()),
+        None => sha256_file(path)?,
+    };
+    finish_manifest(path, Some(size), summary, sha256, on_disk, false)
+}
+
+fn finish_manifest(
     path: &Path,
     expected_size: Option<u64>,
     summary: SegmentSummary,
     sha256: String,
     size: u64,
-) -> Result<(SegmentManifest, Vec<u8>)> {
+    dir_sync: bool,
+) -> Result<(SegmentManifest, String)> {
     if let Some(expected) = expected_size {
         if expected != size {
             return Err(WriterError::Json {
@@ -123,25 +128,22 @@ fn manifest_json(
         }
     }
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let manifest = SegmentManifest::new(&name, size, sha256, summary);
+    let manifest = SegmentManifest::new(&name, size, sha256.clone(), summary);
+    let mpath = manifest_path(path);
     let json = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| WriterError::Json { path: manifest_path(path), reason: e.to_string() })?;
-    Ok((manifest, json))
+        .map_err(|e| WriterError::Json { path: mpath.clone(), reason: e.to_string() })?;
+    if dir_sync {
+        write_atomically(&mpath, &json)?;
+    } else {
+        write_and_rename(&mpath, &json)?;
+    }
+    Ok((manifest, sha256))
 }
 
 /// Cuts a preallocated segment to its data (the footer's end) and syncs the cut.
 pub(crate) fn cut_preallocation(job: &SealJob) -> Result<()> {
-    match cut_unsynced(job)? {
-        Some(file) => file.sync_all().map_err(crate::error::io_err("fsync", &job.path)),
-        None => Ok(()),
-    }
-}
-
-/// Cuts a preallocated segment to its data and returns the file, whose cut is still to sync;
-/// `None` where nothing was cut.
-fn cut_unsynced(job: &SealJob) -> Result<Option<File>> {
     if !job.truncate {
-        return Ok(None);
+        return Ok(());
     }
     let file =
         std::fs::OpenOptions::new().write(true).open(&job.path).map_err(crate::error::io_err("open", &job.path))?;
@@ -149,138 +151,38 @@ fn cut_unsynced(job: &SealJob) -> Result<Option<File>> {
     // file, and that batch's fdatasync made the size durable): nothing to cut, and no sync.
     let len = file.metadata().map_err(crate::error::io_err("stat", &job.path))?.len();
     if len == job.size {
-        return Ok(None);
+        return Ok(());
     }
-    file.set_len(job.size).map_err(crate::error::io_err("ftruncate", &job.path))?;
-    Ok(Some(file))
+    file.set_len(job.size).and_then(|()| file.sync_all()).map_err(crate::error::io_err("ftruncate", &job.path))
 }
 
-/// A seal whose manifest is written to its temp file, not yet synced.
-struct Staged {
-    /// The temp file, open.
-    tmp_file: File,
-    /// Its path.
-    tmp: PathBuf,
-    /// Where the manifest goes.
-    dest: PathBuf,
-    /// The segment, when its preallocation was cut and the cut is still to sync.
-    segment: Option<File>,
-    /// What the seal reports once done.
-    sealed: SealedSegment,
+/// A seal up to its manifest's rename (the directory fsync follows for a group of seals).
+fn run_job(job: &SealJob, sha256: Option<String>) -> Result<SealedSegment> {
+    cut_preallocation(job)?;
+    let (m, sha256) = write_manifest_renamed(&job.path, job.size, job.summary.clone(), sha256)?;
+    Ok(SealedSegment { seq: job.seq, path: job.path.clone(), size: m.size, sha256, summary: m.summary })
 }
 
-/// Where a seal is on its way: its manifest's temp file written, synced and renamed into
-/// place, then covered by a directory fsync.
-enum Stage {
-    /// The temp file is written; the next round syncs it.
-    Written(Staged),
-    /// Renamed into place; the next round's directory fsync makes the rename durable.
-    Renamed(SealedSegment),
-    /// Sealed, or failed: ready to report.
-    Done(Result<SealedSegment>),
+/// Seals whose manifests were renamed into place, waiting for one directory fsync.
+struct SealGroup {
+    seals: Vec<(SealJob, Result<SealedSegment>)>,
+    /// When the group's directory fsync is due.
+    due: Instant,
 }
 
-/// Writes the manifest's temp file (and cuts the preallocation) without syncing anything: a
-/// round syncs the temp files of several seals at once.
-fn stage(job: &SealJob, sha256: Option<String>) -> Result<Staged> {
-    let segment = cut_unsynced(job)?;
-    let path = &job.path;
-    let (sha256, on_disk) = match sha256 {
-        Some(sha) => (sha, std::fs::metadata(path).map_err(crate::error::io_err("stat", path))?.len()),
-        None => sha256_file(path)?,
-    };
-    let (manifest, json) = manifest_json(path, Some(job.size), job.summary.clone(), sha256.clone(), on_disk)?;
-    let dest = manifest_path(path);
-    let tmp = with_suffix(&dest, TEMP_SUFFIX);
-    let mut tmp_file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(crate::error::io_err("create", &tmp))?;
-    if let Err(e) = tmp_file.write_all(&json) {
-        drop(tmp_file);
-        let _ = std::fs::remove_file(&tmp);
-        return Err(crate::error::io_err("write", &tmp)(e));
-    }
-    let sealed =
-        SealedSegment { seq: job.seq, path: path.clone(), size: manifest.size, sha256, summary: manifest.summary };
-    Ok(Staged { tmp_file, tmp, dest, segment, sealed })
-}
-
-/// Starts writing a file's dirty pages and waits for them, without a journal commit or a
-/// device flush: its block allocations then join the running journal transaction, which the
-/// round's concurrent fsyncs commit once for all (ext4 shares one commit among fsyncs that
-/// wait for the same transaction). Best effort: the fsync that follows reports any error.
-#[allow(unsafe_code)] // nix has no sync_file_range; the call below is a plain system call.
-fn write_out(file: &File) {
-    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-    // SAFETY: sync_file_range takes a file descriptor and integers only; `file` is open for
-    // the whole call, and no memory is handed to the kernel.
-    let r = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, flags) };
-    if r != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "sync_file_range");
-    }
-}
-
-/// One fsync of a round.
-enum SyncTarget<'a> {
-    Dir(&'a Path),
-    File(&'a File, &'a Path),
-}
-
-impl SyncTarget<'_> {
-    fn sync(&self) -> Result<()> {
-        match self {
-            SyncTarget::Dir(dir) => fsync_dir(dir),
-            SyncTarget::File(f, path) => f.sync_all().map_err(crate::error::io_err("fsync", path)),
-        }
-    }
-}
-
-/// Runs the fsyncs at once, each on its own thread (the last on this one), so that they wait
-/// for the same journal commit; one that cannot get a thread runs here after the others.
-fn sync_together(targets: &[SyncTarget<'_>]) -> Vec<Result<()>> {
-    let Some((last, rest)) = targets.split_last() else { return Vec::new() };
-    std::thread::scope(|scope| {
-        let started: Vec<_> = rest
-            .iter()
-            .map(|t| std::thread::Builder::new().name(SYNC_THREAD_NAME.into()).spawn_scoped(scope, move || t.sync()))
-            .collect();
-        let last = last.sync();
-        let mut out: Vec<Result<()>> = started
-            .into_iter()
-            .zip(rest)
-            .map(|(h, t)| match h {
-                Ok(h) => h.join().unwrap_or(Err(WriterError::ThreadGone { name: SYNC_THREAD_NAME })),
-                Err(_) => t.sync(),
-            })
-            .collect();
-        out.push(last);
-        out
-    })
-}
-
-/// The sealing thread's state: seals in ticket order, each on its way from temp file to a
-/// durable rename. While seals come often, a round runs at most every [`SYNC_GROUP_WINDOW`]:
-/// it syncs the temp files written since the last round together with the directory (which
-/// makes the last round's renames durable), so that a fast recording pays about one journal
-/// commit and device flush per round instead of one per manifest plus one per directory fsync.
+/// The sealing thread's state: seals in ticket order, grouped under one directory fsync.
 struct Sealer {
     dir_syncs: Arc<DirSyncs>,
     done: Sender<SealOutcome>,
     early: BTreeMap<u64, (SealJob, Option<String>)>,
     next: u64,
-    /// Seals not yet reported, in ticket order.
-    queue: VecDeque<(SealJob, Stage)>,
-    /// When the next round is due (`None`: nothing waits for one).
-    due: Option<Instant>,
-    /// When the last round ended.
-    last_round: Option<Instant>,
+    group: Option<SealGroup>,
+    /// When the last group's directory fsync ended.
+    last_sync: Option<Instant>,
 }
 
 impl Sealer {
-    /// Takes a seal in ticket order; stages every manifest that is next up.
+    /// Takes a seal in ticket order; writes every manifest that is next up to its rename.
     fn take(&mut self, ticket: u64, job: SealJob, sha: Option<String>) {
         self.early.insert(ticket, (job, sha));
         while let Some((job, sha)) = self.early.remove(&self.next) {
@@ -297,138 +199,51 @@ impl Sealer {
     }
 
     fn prepare(&mut self, job: SealJob, sha: Option<String>) {
-        let stage = match stage(&job, sha) {
-            Ok(staged) => Stage::Written(staged),
-            Err(e) => Stage::Done(Err(e)),
+        let outcome = run_job(&job, sha);
+        let now = Instant::now();
+        // Seals come often (a fast recording): their directory fsyncs wait up to
+        // SYNC_GROUP_WINDOW after the last one, so that one covers several.
+        let due = match self.last_sync {
+            Some(t) if now.duration_since(t) < SYNC_GROUP_WINDOW => t + SYNC_GROUP_WINDOW,
+            _ => now,
         };
-        self.queue.push_back((job, stage));
-        self.schedule();
+        self.group.get_or_insert_with(|| SealGroup { seals: Vec::new(), due }).seals.push((job, outcome));
     }
 
-    /// Sets when the next round is due, if something waits for one: now, or, while seals
-    /// come often (a fast recording), [`SYNC_GROUP_WINDOW`] after the last round, so that
-    /// one round covers several seals.
-    fn schedule(&mut self) {
-        let waiting = self.queue.iter().any(|(_, s)| !matches!(s, Stage::Done(_)));
-        if !waiting {
-            self.due = None;
-            return;
-        }
-        if self.due.is_none() {
-            let now = Instant::now();
-            self.due = Some(match self.last_round {
-                Some(t) if now.duration_since(t) < SYNC_GROUP_WINDOW => t + SYNC_GROUP_WINDOW,
-                _ => now,
-            });
-        }
-    }
-
-    /// When the next round is due.
+    /// When the pending group's directory fsync is due.
     fn due(&self) -> Option<Instant> {
-        self.due
+        self.group.as_ref().map(|g| g.due)
     }
 
-    /// Whether a seal is still on its way.
-    fn busy(&self) -> bool {
-        self.queue.iter().any(|(_, s)| !matches!(s, Stage::Done(_)))
-    }
-
-    /// One round: syncs the written temp files (and cut segments) together with the
-    /// directory of the renamed manifests, renames the synced temp files, and reports every
-    /// seal that is done, in order. False once the writer is gone.
-    fn round(&mut self) -> bool {
-        self.due = None;
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        for (job, stage) in &self.queue {
-            if matches!(stage, Stage::Renamed(_)) {
-                let dir = parent_dir(&job.path);
-                if !dirs.contains(&dir) {
-                    dirs.push(dir);
-                }
-            }
-        }
-        // Segment files created ahead since the last directory fsync: this round's covers
-        // them too, at no extra journal commit, so their first batches need none of their own.
-        if dirs.is_empty() && !self.dir_syncs.covered(self.dir_syncs.snapshot()) {
-            if let Some((job, _)) = self.queue.iter().find(|(_, s)| matches!(s, Stage::Written(_))) {
-                dirs.push(parent_dir(&job.path));
-            }
-        }
-        let mut targets: Vec<SyncTarget<'_>> = dirs.iter().map(|d| SyncTarget::Dir(d)).collect();
-        for (job, stage) in &self.queue {
-            if let Stage::Written(s) = stage {
-                write_out(&s.tmp_file);
-                targets.push(SyncTarget::File(&s.tmp_file, &s.tmp));
-                if let Some(seg) = &s.segment {
-                    targets.push(SyncTarget::File(seg, &job.path));
-                }
-            }
-        }
+    /// Fsyncs the directory for the pending group and reports its seals. False once the
+    /// writer is gone.
+    fn sync_group(&mut self) -> bool {
+        let Some(group) = self.group.take() else { return true };
+        let renamed = group.seals.iter().find(|(_, r)| r.is_ok()).map(|(job, _)| parent_dir(&job.path));
         let upto = self.dir_syncs.snapshot();
-        for _ in &dirs {
-            self.dir_syncs.fsynced();
-        }
-        let results = sync_together(&targets);
-        drop(targets);
-        let (dir_results, file_results) = results.split_at(dirs.len().min(results.len()));
-        if !dirs.is_empty() && dir_results.iter().all(Result::is_ok) {
+        let synced = match renamed {
+            Some(dir) => {
+                self.dir_syncs.fsynced();
+                fsync_dir(&dir)
+            }
+            None => Ok(()),
+        };
+        self.last_sync = Some(Instant::now());
+        if synced.is_ok() {
             self.dir_syncs.synced(upto);
         }
-        let mut file_results = file_results.iter();
-        let queue = std::mem::take(&mut self.queue);
-        self.queue = queue
-            .into_iter()
-            .map(|(job, stage)| {
-                let next = match stage {
-                    Stage::Renamed(sealed) => {
-                        let dir = parent_dir(&job.path);
-                        match dirs.iter().position(|d| *d == dir).and_then(|i| dir_results.get(i)) {
-                            Some(Ok(())) | None => Stage::Done(Ok(sealed)),
-                            Some(Err(e)) => Stage::Done(Err(copy_error(e))),
-                        }
-                    }
-                    Stage::Written(Staged { tmp_file, tmp, dest, segment, sealed }) => {
-                        let mut synced = file_results.next().map_or(Ok(()), copy_result);
-                        if segment.is_some() {
-                            synced = synced.and(file_results.next().map_or(Ok(()), copy_result));
-                        }
-                        drop(tmp_file);
-                        drop(segment);
-                        let renamed = synced
-                            .and_then(|()| std::fs::rename(&tmp, &dest).map_err(crate::error::io_err("rename", &tmp)));
-                        match renamed {
-                            Ok(()) => Stage::Renamed(sealed),
-                            Err(e) => {
-                                let _ = std::fs::remove_file(&tmp);
-                                Stage::Done(Err(e))
-                            }
-                        }
-                    }
-                    done @ Stage::Done(_) => done,
-                };
-                (job, next)
-            })
-            .collect();
-        self.last_round = Some(Instant::now());
-        self.schedule();
-        self.report()
-    }
-
-    /// Reports the seals at the front of the queue that are done. False once the writer is
-    /// gone.
-    fn report(&mut self) -> bool {
-        while matches!(self.queue.front(), Some((_, Stage::Done(_)))) {
-            let Some((job, Stage::Done(outcome))) = self.queue.pop_front() else { break };
-            if self.done.send(outcome.map_err(|e| (job, e))).is_err() {
+        for (job, outcome) in group.seals {
+            let outcome = match (outcome, &synced) {
+                (Ok(sealed), Ok(())) => Ok(sealed),
+                (Ok(_), Err(e)) => Err((job, copy_error(e))),
+                (Err(e), _) => Err((job, e)),
+            };
+            if self.done.send(outcome).is_err() {
                 return false;
             }
         }
         true
     }
-}
-
-fn copy_result(r: &Result<()>) -> Result<()> {
-    r.as_ref().map(|_| ()).map_err(copy_error)
 }
 
 /// The same error for another job (`std::io::Error` does not clone).
@@ -481,15 +296,8 @@ impl ManifestWorker {
         let sealer = std::thread::Builder::new()
             .name(SEAL_THREAD_NAME.into())
             .spawn(move || {
-                let mut sealer = Sealer {
-                    dir_syncs,
-                    done,
-                    early: BTreeMap::new(),
-                    next: 0,
-                    queue: VecDeque::new(),
-                    due: None,
-                    last_round: None,
-                };
+                let mut sealer =
+                    Sealer { dir_syncs, done, early: BTreeMap::new(), next: 0, group: None, last_sync: None };
                 loop {
                     let received = match sealer.due() {
                         None => seals.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -500,23 +308,13 @@ impl ManifestWorker {
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
-                    let reported = if sealer.due().is_some_and(|d| d <= Instant::now()) {
-                        sealer.round()
-                    } else {
-                        sealer.report()
-                    };
-                    if !reported {
+                    if sealer.due().is_some_and(|d| d <= Instant::now()) && !sealer.sync_group() {
                         return;
                     }
                 }
                 // The writer is closing (or a hashing thread went early): everything left now.
                 sealer.take_rest();
-                while sealer.busy() {
-                    if !sealer.round() {
-                        return;
-                    }
-                }
-                sealer.report();
+                sealer.sync_group();
             })
             .map_err(spawn_err(SEAL_THREAD_NAME))?;
         handles.push(sealer);
@@ -646,15 +444,15 @@ impl Drop for ManifestWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::directory::TEMP_SUFFIX;
 
     fn sha_hex(bytes: &[u8]) -> String {
         hex(&Sha256::digest(bytes))
     }
 
-    /// Seals go through the rounds in order: each one is reported once its manifest is at its
-    /// final name with the file's size and SHA-256, a failing seal is reported in its place
-    /// without holding up the others, no temp file is left, and a burst of seals shares
-    /// directory fsyncs.
+    /// Seals are reported in order, each once its manifest is at its final name with the
+    /// file's size and SHA-256; a failing seal is reported in its place without holding up the
+    /// others, no temp file is left, and a burst of seals shares directory fsyncs.
     #[test]
     fn seals_are_reported_in_order_with_their_manifests_renamed() {
         let dir = tempfile::tempdir().unwrap();
