@@ -101,18 +101,20 @@ fn open_service(plane: &Plane, stage: Stage) -> Result<Service, PlaneError> {
     let name = service_name(&plane.config().name, stage);
     let err = |e: &dyn std::fmt::Debug| PlaneError::Service { service: name.clone(), reason: format!("{e:?}") };
     let sn = ServiceName::new(&name).map_err(|e| err(&e))?;
-    plane
-        .node()
-        .service_builder(&sn)
-        .request_response::<ControlRequest, ControlResponse>()
-        // One ingest per ROS domain serves its stage each: up to 8.
-        .max_servers(8)
-        .max_clients(16)
-        .max_active_requests_per_client(4)
-        .max_response_buffer_size(4)
-        .max_nodes(32)
-        .open_or_create()
-        .map_err(|e| err(&e))
+    crate::plane::open_or_create_recovering(&sn, || {
+        plane
+            .node()
+            .service_builder(&sn)
+            .request_response::<ControlRequest, ControlResponse>()
+            // One ingest per ROS domain serves its stage each: up to 8.
+            .max_servers(8)
+            .max_clients(16)
+            .max_active_requests_per_client(4)
+            .max_response_buffer_size(4)
+            .max_nodes(32)
+            .open_or_create()
+    })
+    .map_err(|e| err(&e))
 }
 
 /// Serves one stage's control requests. Poll it from the stage's main loop.

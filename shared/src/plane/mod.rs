@@ -9,6 +9,7 @@ mod types;
 pub use batch::{
     batch_entry_len, messages_of, BatchBuilder, BatchError, MessagesOf, MESSAGE_FLAG_BATCH, MESSAGE_HEADER_LEN,
 };
+pub(crate) use ports::open_or_create_recovering;
 pub use ports::{
     clean_dead_nodes, service_exists, MessagePublisher, MessageSubscriber, Plane, PlaneError, SegmentPublisher,
     SegmentSubscriber, StatusPublisher, StatusReader, StatusSubscriber, TopicPublisher, TopicSubscriber,

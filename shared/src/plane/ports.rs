@@ -42,6 +42,57 @@ fn svc_err(service: &str, e: impl std::fmt::Debug) -> PlaneError {
     PlaneError::Service { service: service.to_string(), reason: format!("{e:?}") }
 }
 
+/// Runs `open` (a service builder's `open_or_create`). Where iceoryx2 answers that the service
+/// hangs in creation, a process was killed while it created the service: iceoryx2 waited its
+/// creation timeout (1 s) for the creation to finish, and the service's static config stays
+/// unfinished for ever, so the stage could never start again. Then the unfinished static
+/// config is removed and `open` runs once more.
+pub(crate) fn open_or_create_recovering<T, E: std::fmt::Debug>(
+    name: &ServiceName,
+    open: impl Fn() -> Result<T, E>,
+) -> Result<T, E> {
+    match open() {
+        // The variant sits at different depths of the patterns' error enums, all with this name.
+        Err(e) if format!("{e:?}").contains("HangsInCreation") => {
+            let removed = remove_unfinished_static_config(name.as_str());
+            tracing::warn!(service = %name, removed, "iceoryx2 service left half-created by a dead process: created anew");
+            open()
+        }
+        other => other,
+    }
+}
+
+/// Removes the static config files of service `name` that were never finished: iceoryx2 writes
+/// one with the permissions 0600 and makes it readable (0444 or 0644) once the service is
+/// complete. No process uses such a service, since none could open it. Returns how many.
+fn remove_unfinished_static_config(name: &str) -> usize {
+    let dir = std::path::PathBuf::from(Config::global_config().global.service_dir().to_string());
+    let line = format!("service_name = \"{name}\"");
+    let Ok(entries) = std::fs::read_dir(&dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let unfinished = entry.metadata().is_ok_and(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.is_file() && m.permissions().mode() & 0o777 == 0o600
+        });
+        if !unfinished || path.extension().is_none_or(|x| x != "service") {
+            continue;
+        }
+        let ours = std::fs::read_to_string(&path).is_ok_and(|text| text.lines().any(|l| l.trim() == line));
+        if !ours {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove an unfinished iceoryx2 service")
+            }
+        }
+    }
+    removed
+}
+
 /// Publisher of raw messages.
 pub type MessagePublisher = Publisher<ipc::Service, [u8], MessageHeader>;
 /// Subscriber of raw messages.
@@ -145,19 +196,22 @@ impl Plane {
         &self,
     ) -> Result<publish_subscribe::PortFactory<ipc::Service, [u8], MessageHeader>, PlaneError> {
         let name = names::messages(&self.cfg.name);
-        self.node
-            .service_builder(&Self::service_name(&name)?)
-            .publish_subscribe::<[u8]>()
-            .user_header::<MessageHeader>()
-            .enable_safe_overflow(false)
-            .subscriber_max_buffer_size(self.cfg.message_buffer)
-            .subscriber_max_borrowed_samples(4)
-            .history_size(0)
-            .max_publishers(8)
-            .max_subscribers(4)
-            .max_nodes(MAX_NODES)
-            .open_or_create()
-            .map_err(|e| svc_err(&name, e))
+        let sn = Self::service_name(&name)?;
+        open_or_create_recovering(&sn, || {
+            self.node
+                .service_builder(&sn)
+                .publish_subscribe::<[u8]>()
+                .user_header::<MessageHeader>()
+                .enable_safe_overflow(false)
+                .subscriber_max_buffer_size(self.cfg.message_buffer)
+                .subscriber_max_borrowed_samples(4)
+                .history_size(0)
+                .max_publishers(8)
+                .max_subscribers(4)
+                .max_nodes(MAX_NODES)
+                .open_or_create()
+        })
+        .map_err(|e| svc_err(&name, e))
     }
 
     /// A message publisher whose `send` never waits longer than the configured backpressure
@@ -192,14 +246,17 @@ impl Plane {
 
     fn wake_service(&self) -> Result<event::PortFactory<ipc::Service>, PlaneError> {
         let name = names::messages_wake(&self.cfg.name);
-        self.node
-            .service_builder(&Self::service_name(&name)?)
-            .event()
-            .max_notifiers(16)
-            .max_listeners(8)
-            .max_nodes(MAX_NODES)
-            .open_or_create()
-            .map_err(|e| svc_err(&name, e))
+        let sn = Self::service_name(&name)?;
+        open_or_create_recovering(&sn, || {
+            self.node
+                .service_builder(&sn)
+                .event()
+                .max_notifiers(16)
+                .max_listeners(8)
+                .max_nodes(MAX_NODES)
+                .open_or_create()
+        })
+        .map_err(|e| svc_err(&name, e))
     }
 
     /// Notifier that wakes message consumers.
@@ -214,18 +271,21 @@ impl Plane {
 
     fn topics_service(&self) -> Result<publish_subscribe::PortFactory<ipc::Service, [u8], TopicHeader>, PlaneError> {
         let name = names::topics(&self.cfg.name);
-        self.node
-            .service_builder(&Self::service_name(&name)?)
-            .publish_subscribe::<[u8]>()
-            .user_header::<TopicHeader>()
-            .enable_safe_overflow(true)
-            .history_size(self.cfg.max_topics)
-            .subscriber_max_buffer_size(self.cfg.max_topics)
-            .max_publishers(8)
-            .max_subscribers(16)
-            .max_nodes(MAX_NODES)
-            .open_or_create()
-            .map_err(|e| svc_err(&name, e))
+        let sn = Self::service_name(&name)?;
+        open_or_create_recovering(&sn, || {
+            self.node
+                .service_builder(&sn)
+                .publish_subscribe::<[u8]>()
+                .user_header::<TopicHeader>()
+                .enable_safe_overflow(true)
+                .history_size(self.cfg.max_topics)
+                .subscriber_max_buffer_size(self.cfg.max_topics)
+                .max_publishers(8)
+                .max_subscribers(16)
+                .max_nodes(MAX_NODES)
+                .open_or_create()
+        })
+        .map_err(|e| svc_err(&name, e))
     }
 
     /// Publisher of topic announcements (with history for late subscribers).
@@ -253,18 +313,21 @@ impl Plane {
         stage: Stage,
     ) -> Result<publish_subscribe::PortFactory<ipc::Service, StageStatus, ()>, PlaneError> {
         let name = names::status(&self.cfg.name, stage);
-        self.node
-            .service_builder(&Self::service_name(&name)?)
-            .publish_subscribe::<StageStatus>()
-            .enable_safe_overflow(true)
-            .history_size(1)
-            .subscriber_max_buffer_size(2)
-            // One ingest per ROS domain publishes here each: up to 8.
-            .max_publishers(8)
-            .max_subscribers(16)
-            .max_nodes(MAX_NODES)
-            .open_or_create()
-            .map_err(|e| svc_err(&name, e))
+        let sn = Self::service_name(&name)?;
+        open_or_create_recovering(&sn, || {
+            self.node
+                .service_builder(&sn)
+                .publish_subscribe::<StageStatus>()
+                .enable_safe_overflow(true)
+                .history_size(1)
+                .subscriber_max_buffer_size(2)
+                // One ingest per ROS domain publishes here each: up to 8.
+                .max_publishers(8)
+                .max_subscribers(16)
+                .max_nodes(MAX_NODES)
+                .open_or_create()
+        })
+        .map_err(|e| svc_err(&name, e))
     }
 
     /// Publisher of this stage's status (latest wins).
@@ -287,17 +350,20 @@ impl Plane {
 
     fn segments_service(&self) -> Result<publish_subscribe::PortFactory<ipc::Service, SegmentNotice, ()>, PlaneError> {
         let name = names::segments(&self.cfg.name);
-        self.node
-            .service_builder(&Self::service_name(&name)?)
-            .publish_subscribe::<SegmentNotice>()
-            .enable_safe_overflow(true)
-            .history_size(64)
-            .subscriber_max_buffer_size(64)
-            .max_publishers(4)
-            .max_subscribers(8)
-            .max_nodes(MAX_NODES)
-            .open_or_create()
-            .map_err(|e| svc_err(&name, e))
+        let sn = Self::service_name(&name)?;
+        open_or_create_recovering(&sn, || {
+            self.node
+                .service_builder(&sn)
+                .publish_subscribe::<SegmentNotice>()
+                .enable_safe_overflow(true)
+                .history_size(64)
+                .subscriber_max_buffer_size(64)
+                .max_publishers(4)
+                .max_subscribers(8)
+                .max_nodes(MAX_NODES)
+                .open_or_create()
+        })
+        .map_err(|e| svc_err(&name, e))
     }
 
     /// Publisher of sealed-segment notices.
@@ -379,5 +445,47 @@ impl StatusReader {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The static config file of the service named `name`, and its bytes.
+    fn static_config_of(name: &str) -> Option<(std::path::PathBuf, Vec<u8>)> {
+        let dir = std::path::PathBuf::from(Config::global_config().global.service_dir().to_string());
+        let needle = format!("service_name = \"{name}\"");
+        std::fs::read_dir(&dir).ok()?.filter_map(Result::ok).find_map(|e| {
+            let bytes = std::fs::read(e.path()).ok()?;
+            String::from_utf8_lossy(&bytes).contains(&needle).then(|| (e.path(), bytes))
+        })
+    }
+
+    /// A process killed while it created a service leaves the service's static config with
+    /// the permissions of one being written; every later open waited 1 s and failed with
+    /// `HangsInCreation`, so the stage could not start again. Now the stage removes the
+    /// half-created service and creates it anew.
+    #[test]
+    fn a_service_left_half_created_by_a_killed_process_is_created_anew() {
+        let cfg = PipelineConfig { name: format!("t{}-half", std::process::id()), ..PipelineConfig::default() };
+        let service = names::status(&cfg.name, Stage::Writer);
+        let (path, content) = {
+            let plane = Plane::open("test-first", &cfg).unwrap();
+            let _publisher = plane.status_publisher(Stage::Writer).unwrap();
+            static_config_of(&service).expect("the service's static config")
+        };
+        assert!(!path.exists(), "the service went with its last port and node");
+        std::fs::write(&path, &content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+        let plane = Plane::open("test-again", &cfg).unwrap();
+        let publisher = plane.status_publisher(Stage::Writer).unwrap();
+        let subscriber = plane.status_subscriber(Stage::Writer).unwrap();
+        let (again, _) = static_config_of(&service).expect("the service, created anew");
+        assert_ne!(std::fs::metadata(&again).unwrap().permissions().mode() & 0o777, 0o600, "finished");
+        drop((publisher, subscriber, plane));
+        assert!(static_config_of(&service).is_none(), "nothing left behind");
     }
 }
