@@ -6,7 +6,8 @@
 //! - the fleetrec `SegmentWriter` (io_uring, group commit, default `[storage]` settings),
 //!
 //! for 64 B, 4 KiB, 64 KiB and 1 MiB records, as MB/s and ratios (each contender starts on a
-//! settled file system: see `settle`); then the durable latency
+//! settled file system: see `settle`; 4 rounds by default, in an order that puts each
+//! contender right after a `dd` in every other round); then the durable latency
 //! (append -> covered by the durable watermark) p50/p99 at a paced 100 MB/s of 4 KiB messages.
 //!
 //! `cargo run --release -p writer --example bench_writer -- DIR [TOTAL_MIB]`
@@ -203,11 +204,11 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let total = total_mib * 1024 * 1024;
     println!("writer benchmark: {total_mib} MiB per case in {}", dir.display());
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(4).max(1);
     let o = options(&dir);
     println!(
-        "writer: io_mode {:?}, commit every {} ms or {} bytes, {} batches in flight; {rounds} alternating rounds \
-         (dd, writer, std) per size, medians",
+        "writer: io_mode {:?}, commit every {} ms or {} bytes, {} batches in flight; {rounds} rounds per size \
+         (even: dd, dd + fdatasync, writer, std; odd: dd + fdatasync, dd, std, writer), medians",
         o.io_mode,
         o.commit_interval.as_millis(),
         o.commit_bytes,
@@ -223,9 +224,15 @@ fn main() {
         .ok()
         .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
         .unwrap_or_else(|| SIZES.to_vec());
+    // With an even number of rounds, the mean of the middle two.
     let median = |mut v: Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
+        let n = v.len();
+        if n.is_multiple_of(2) {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        } else {
+            v[n / 2]
+        }
     };
     for size in sizes {
         // Small records: fewer MiB keep the run short; the rate is what matters.
@@ -233,13 +240,25 @@ fn main() {
         let (mut dds, mut ws, mut msgs, mut ss, mut r_dd, mut r_std) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut dsyncs, mut r_dsync) = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
+        for round in 0..rounds {
             // BENCH_WRITER_ONLY=1: no baselines (for profiling the writer alone).
             let only = std::env::var("BENCH_WRITER_ONLY").is_ok();
-            let d = if only { f64::NAN } else { dd(&dir, total_mib) };
-            let ds = if only { f64::NAN } else { dd_durable(&dir, total_mib) };
-            let (w_mbs, w_msgs) = segment_writer(&dir, size, t);
-            let s_mbs = if only { f64::NAN } else { std_file(&dir, size, t) };
+            let (mut d, mut ds, mut w, mut s_mbs) = (f64::NAN, f64::NAN, (f64::NAN, f64::NAN), f64::NAN);
+            // On the test VM a run right after a `dd` (and the deletion of its file) is 5-10%
+            // slower than one after a writer (docs/BENCHMARKS.md, ninth session). Even rounds
+            // run dd, dd + fdatasync, writer, std; odd ones dd + fdatasync, dd, std, writer. So
+            // over each pair of rounds every contender runs right after a `dd` once.
+            let order: [u8; 4] = if round % 2 == 0 { [0, 1, 2, 3] } else { [1, 0, 3, 2] };
+            for c in order {
+                match c {
+                    0 if !only => d = dd(&dir, total_mib),
+                    1 if !only => ds = dd_durable(&dir, total_mib),
+                    2 => w = segment_writer(&dir, size, t),
+                    3 if !only => s_mbs = std_file(&dir, size, t),
+                    _ => {}
+                }
+            }
+            let (w_mbs, w_msgs) = w;
             r_dd.push(w_mbs / d);
             r_dsync.push(w_mbs / ds);
             dsyncs.push(ds);
