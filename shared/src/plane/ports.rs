@@ -63,7 +63,7 @@ pub(crate) fn open_or_create_recovering<T, E: std::fmt::Debug>(
 }
 
 /// Removes the static config files of service `name` that were never finished: iceoryx2 writes
-/// one with the permissions 0600 and makes it readable (0444 or 0644) once the service is
+/// one with the permissions 0600 and makes it read-only (0400 or 0444) once the service is
 /// complete. No process uses such a service, since none could open it. Returns how many.
 fn remove_unfinished_static_config(name: &str) -> usize {
     let dir = std::path::PathBuf::from(Config::global_config().global.service_dir().to_string());
