@@ -477,6 +477,14 @@ mod tests {
             static_config_of(&service).expect("the service's static config")
         };
         assert!(!path.exists(), "the service went with its last port and node");
+        // Pass or fail, the unfinished file does not outlive the test.
+        struct RemoveAtEnd(std::path::PathBuf);
+        impl Drop for RemoveAtEnd {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+        let _cleanup = RemoveAtEnd(path.clone());
         std::fs::write(&path, &content).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
 
