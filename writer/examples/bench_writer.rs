@@ -4,10 +4,16 @@
 //! - a plain `std::fs::File` writer (the same framed bytes, write + `sync_data` with the same
 //!   commit policy: every `commit_interval` or `commit_bytes`),
 //! - the fleetrec `SegmentWriter` (io_uring, group commit, default `[storage]` settings),
+//! - a durable reference: the same number of bytes as `dd`, as plain buffered 1 MiB writes of
+//!   one buffer into one file with an `fdatasync` every `commit_bytes` (like `fio --rw=write
+//!   --bs=1M --fdatasync=8`): the fastest durable pattern seen on the test VM, with no records,
+//!   no checksums and no segments. `reference/dd` is how close any writer that syncs as often
+//!   as ours can come to `dd` on this disk; `writer/reference` is what the writer's own work
+//!   (framing, CRC32, SHA-256, 16 MiB segments and their seals) costs on top,
 //!
 //! for 64 B, 4 KiB, 64 KiB and 1 MiB records, as MB/s and ratios (each contender starts on a
-//! settled file system: see `settle`; 4 rounds by default, in an order that puts each
-//! contender right after a `dd` in every other round); then the durable latency
+//! settled file system: see `settle`; 6 rounds by default, in orders that put each of the
+//! writer, `std` and the reference right after a `dd` in two of them); then the durable latency
 //! (append -> covered by the durable watermark) p50/p99 at a paced 100 MB/s of 4 KiB messages.
 //!
 //! `cargo run --release -p writer --example bench_writer -- DIR [TOTAL_MIB]`
@@ -85,7 +91,33 @@ fn std_file(dir: &Path, size: usize, total: u64) -> f64 {
     (n * size as u64) as f64 / 1e6 / secs
 }
 
-/// MB/s and msg/s of payload through the SegmentWriter, until everything is durable and sealed.
+/// MB/s of `total_mib` MiB written as buffered 1 MiB writes of one buffer into one new file,
+/// with `sync_data` every `commit_bytes` and at the end (the durable reference; see the
+/// module docs).
+fn durable_reference(dir: &Path, total_mib: u64) -> f64 {
+    settle(dir);
+    let commit_bytes = options(dir).commit_bytes.max(1 << 20);
+    let path = dir.join("reference.bin");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let block = vec![0x5au8; 1 << 20];
+    let start = Instant::now();
+    let mut unsynced = 0u64;
+    for _ in 0..total_mib {
+        f.write_all(&block).unwrap();
+        unsynced += block.len() as u64;
+        if unsynced >= commit_bytes {
+            f.sync_data().unwrap();
+            unsynced = 0;
+        }
+    }
+    f.sync_data().unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(&path).ok();
+    (total_mib * 1024 * 1024) as f64 / 1e6 / secs
+}
+
+/// The writer's options: the defaults, varied by `BENCH_*` environment variables.
 fn options(dir: &Path) -> WriterOptions {
     let mut o = WriterOptions::new(dir);
     if let Some(ms) = std::env::var("BENCH_COMMIT_MS").ok().and_then(|s| s.parse().ok()) {
@@ -114,6 +146,7 @@ fn options(dir: &Path) -> WriterOptions {
     o
 }
 
+/// MB/s and msg/s of payload through the SegmentWriter, until everything is durable and sealed.
 fn segment_writer(dir: &Path, size: usize, total: u64) -> (f64, f64) {
     settle(dir);
     let d = dir.join(format!("wal-{size}"));
@@ -204,21 +237,23 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let total = total_mib * 1024 * 1024;
     println!("writer benchmark: {total_mib} MiB per case in {}", dir.display());
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(4).max(1);
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(6).max(1);
     let o = options(&dir);
     println!(
         "writer: io_mode {:?}, commit every {} ms or {} bytes, {} batches in flight; {rounds} rounds per size \
-         (even: dd, dd + fdatasync, writer, std; odd: dd + fdatasync, dd, std, writer), medians",
+         (dd and dd + fdatasync first, in turns; then writer, std, reference, rotated), medians; \
+         reference = buffered 1 MiB writes + fdatasync every {} bytes, one file",
         o.io_mode,
         o.commit_interval.as_millis(),
         o.commit_bytes,
-        o.max_in_flight
+        o.max_in_flight,
+        o.commit_bytes.max(1 << 20)
     );
     println!();
     println!(
-        "| record | SegmentWriter MB/s | msg/s | std File+sync_data MB/s | dd direct MB/s | dd direct + fdatasync MB/s | writer/dd | writer/(dd + fdatasync) | writer/std |"
+        "| record | SegmentWriter MB/s | msg/s | std File+sync_data MB/s | dd direct MB/s | dd direct + fdatasync MB/s | reference MB/s | writer/dd | writer/(dd + fdatasync) | writer/std | writer/reference | reference/dd |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     // BENCH_SIZES= (empty): no throughput cases, only the latency one.
     let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
         .ok()
@@ -240,21 +275,27 @@ fn main() {
         let (mut dds, mut ws, mut msgs, mut ss, mut r_dd, mut r_std) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut dsyncs, mut r_dsync) = (Vec::new(), Vec::new());
+        let (mut refs, mut r_ref, mut r_ref_dd) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
             // BENCH_WRITER_ONLY=1: no baselines (for profiling the writer alone).
             let only = std::env::var("BENCH_WRITER_ONLY").is_ok();
-            let (mut d, mut ds, mut w, mut s_mbs) = (f64::NAN, f64::NAN, (f64::NAN, f64::NAN), f64::NAN);
+            let (mut d, mut ds, mut w, mut s_mbs, mut r) =
+                (f64::NAN, f64::NAN, (f64::NAN, f64::NAN), f64::NAN, f64::NAN);
             // On the test VM a run right after a `dd` (and the deletion of its file) is 5-10%
-            // slower than one after a writer (docs/BENCHMARKS.md, ninth session). Even rounds
-            // run dd, dd + fdatasync, writer, std; odd ones dd + fdatasync, dd, std, writer. So
-            // over each pair of rounds every contender runs right after a `dd` once.
-            let order: [u8; 4] = if round % 2 == 0 { [0, 1, 2, 3] } else { [1, 0, 3, 2] };
-            for c in order {
+            // slower than one after a writer (docs/BENCHMARKS.md, ninth session). So the two
+            // `dd`s run first, in turns, and the writer, `std` and the reference follow in an
+            // order rotated every round: over 6 rounds each of them runs right after a `dd`
+            // twice, and each `dd` after the other three times.
+            let dds_first: [u8; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            let mut rest: [u8; 3] = [2, 3, 4];
+            rest.rotate_left(round % 3);
+            for c in dds_first.into_iter().chain(rest) {
                 match c {
                     0 if !only => d = dd(&dir, total_mib),
                     1 if !only => ds = dd_durable(&dir, total_mib),
                     2 => w = segment_writer(&dir, size, t),
                     3 if !only => s_mbs = std_file(&dir, size, t),
+                    4 if !only => r = durable_reference(&dir, total_mib),
                     _ => {}
                 }
             }
@@ -263,21 +304,27 @@ fn main() {
             r_dsync.push(w_mbs / ds);
             dsyncs.push(ds);
             r_std.push(w_mbs / s_mbs);
+            r_ref.push(w_mbs / r);
+            r_ref_dd.push(r / d);
+            refs.push(r);
             dds.push(d);
             ws.push(w_mbs);
             msgs.push(w_msgs);
             ss.push(s_mbs);
         }
         println!(
-            "| {size} B | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            "| {size} B | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             median(ws),
             median(msgs),
             median(ss),
             median(dds),
             median(dsyncs),
+            median(refs),
             median(r_dd),
             median(r_dsync),
-            median(r_std)
+            median(r_std),
+            median(r_ref),
+            median(r_ref_dd)
         );
     }
     if std::env::var("BENCH_WRITER_ONLY").is_ok() {
