@@ -179,7 +179,7 @@ fn segment_writer(dir: &Path, size: usize, total: u64) -> (f64, f64) {
 }
 
 /// Durable latency at a paced rate: time from `append` until the watermark covers the message.
-fn latency(dir: &Path, size: usize, mb_per_s: f64, seconds: f64) -> (f64, f64, f64, u64) {
+fn latency(dir: &Path, size: usize, mb_per_s: f64, seconds: f64) -> Latency {
     // Like every contender, on a settled file system; and then a pause (BENCH_LATENCY_PAUSE_S,
     // default 10 s): the throughput cases before it write gigabytes as fast as the disk takes
     // them, and on this project's VM the host writes its cache of them back for seconds after
@@ -196,6 +196,9 @@ fn latency(dir: &Path, size: usize, mb_per_s: f64, seconds: f64) -> (f64, f64, f
     let total = (rate * seconds) as u64;
     let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
     let mut lat = Vec::with_capacity(total as usize);
+    // BENCH_LATENCY_TRACE=FILE: every message's append time (ms since the start) and latency.
+    let trace = std::env::var_os("BENCH_LATENCY_TRACE");
+    let mut at = Vec::new();
     let start = Instant::now();
     let mut seq = 0u64;
     while seq < total || !pending.is_empty() {
@@ -213,6 +216,9 @@ fn latency(dir: &Path, size: usize, mb_per_s: f64, seconds: f64) -> (f64, f64, f
         while pending.front().is_some_and(|(s, _)| *s <= durable) {
             let (_, t) = pending.pop_front().unwrap();
             lat.push(now.duration_since(t).as_secs_f64() * 1e3);
+            if trace.is_some() {
+                at.push(t.duration_since(start).as_secs_f64() * 1e3);
+            }
         }
         if seq >= total && !pending.is_empty() && start.elapsed().as_secs_f64() > seconds + 10.0 {
             panic!("messages never became durable");
@@ -221,9 +227,25 @@ fn latency(dir: &Path, size: usize, mb_per_s: f64, seconds: f64) -> (f64, f64, f
     let achieved = (total * size as u64) as f64 / 1e6 / start.elapsed().as_secs_f64();
     w.close().unwrap();
     std::fs::remove_dir_all(&d).ok();
+    if let Some(path) = trace {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+        for (t, l) in at.iter().zip(&lat) {
+            writeln!(out, "{t:.3} {l:.3}").unwrap();
+        }
+    }
     lat.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    (pct(0.5), pct(0.99), achieved, total)
+    Latency { p50: pct(0.5), p99: pct(0.99), p999: pct(0.999), max: pct(1.0), achieved, n: total }
+}
+
+/// Durable latencies in ms, the rate achieved in MB/s and the number of messages.
+struct Latency {
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    achieved: f64,
+    n: u64,
 }
 
 fn main() {
@@ -331,9 +353,9 @@ fn main() {
         return;
     }
     println!();
-    let (p50, p99, achieved, n) = latency(&dir, 4096, 100.0, 5.0);
+    let Latency { p50, p99, p999, max, achieved, n } = latency(&dir, 4096, 100.0, 5.0);
     let interval = options(&dir).commit_interval.as_secs_f64() * 1e3;
     println!(
-        "durable latency at {achieved:.0} MB/s (4 KiB messages, {n} messages, commit_interval {interval} ms): p50 {p50:.2} ms, p99 {p99:.2} ms"
+        "durable latency at {achieved:.0} MB/s (4 KiB messages, {n} messages, commit_interval {interval} ms): p50 {p50:.2} ms, p99 {p99:.2} ms (p99.9 {p999:.2} ms, max {max:.2} ms)"
     );
 }
