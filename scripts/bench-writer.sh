@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Writer benchmark (not a test), one run on one disk:
 #  1. bench_writer example: SegmentWriter vs std File + sync_data vs dd oflag=direct (with and
-#     without conv=fdatasync) vs a durable reference (buffered 1 MiB writes, fdatasync every
-#     8 MiB, one file) for 64 B, 4 KiB, 64 KiB, 1 MiB records; durable latency p50/p99 at
-#     100 MB/s.
+#     without conv=fdatasync) vs a durable reference (buffered 1 MiB writes, each with a
+#     sync_file_range write-out hint, fdatasync every 8 MiB, one file) for 64 B, 4 KiB, 64 KiB,
+#     1 MiB records; durable latency p50/p99 at 100 MB/s.
 #  2. end to end: synthetic ingest -> iceoryx2 -> writer process, 64-byte messages, msgs/s.
 # Usage: scripts/bench-writer.sh [DIR (default target/bench-writer)] [MiB per case (default 256)]
 set -euo pipefail

@@ -5,9 +5,10 @@
 //!   commit policy: every `commit_interval` or `commit_bytes`),
 //! - the fleetrec `SegmentWriter` (io_uring, group commit, default `[storage]` settings),
 //! - a durable reference: the same number of bytes as `dd`, as plain buffered 1 MiB writes of
-//!   one buffer into one file with an `fdatasync` every `commit_bytes` (like `fio --rw=write
-//!   --bs=1M --fdatasync=8`): the fastest durable pattern seen on the test VM, with no records,
-//!   no checksums and no segments. `reference/dd` is how close any writer that syncs as often
+//!   one buffer into one file, each followed by `sync_file_range(SYNC_FILE_RANGE_WRITE)`, with
+//!   an `fdatasync` every `commit_bytes` (like `fio --rw=write --bs=1M
+//!   --sync_file_range=write:1 --fdatasync=8`): the fastest durable pattern seen on the test
+//!   VM, with no records, no checksums and no segments. `reference/dd` is how close any writer that syncs as often
 //!   as ours can come to `dd` on this disk; `writer/reference` is what the writer's own work
 //!   (framing, CRC32, SHA-256, 16 MiB segments and their seals) costs on top,
 //!
@@ -20,7 +21,8 @@
 //! (`scripts/bench-writer.sh` runs it together with the end-to-end ingest -> writer run.)
 
 // A benchmark program: printing its results and failing loudly are its job.
-#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+// Its only unsafe code is the reference's `sync_file_range` call.
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, unsafe_code)]
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -92,8 +94,8 @@ fn std_file(dir: &Path, size: usize, total: u64) -> f64 {
 }
 
 /// MB/s of `total_mib` MiB written as buffered 1 MiB writes of one buffer into one new file,
-/// with `sync_data` every `commit_bytes` and at the end (the durable reference; see the
-/// module docs).
+/// each followed by a write-out hint, with `sync_data` every `commit_bytes` and at the end
+/// (the durable reference; see the module docs).
 fn durable_reference(dir: &Path, total_mib: u64) -> f64 {
     settle(dir);
     let commit_bytes = options(dir).commit_bytes.max(1 << 20);
@@ -102,8 +104,18 @@ fn durable_reference(dir: &Path, total_mib: u64) -> f64 {
     let block = vec![0x5au8; 1 << 20];
     let start = Instant::now();
     let mut unsynced = 0u64;
-    for _ in 0..total_mib {
+    for i in 0..total_mib {
         f.write_all(&block).unwrap();
+        // SAFETY: a plain system call on a descriptor `f` keeps open; no memory is passed.
+        let hinted = unsafe {
+            libc::sync_file_range(
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                (i << 20) as libc::off64_t,
+                1 << 20,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        assert_eq!(hinted, 0, "sync_file_range: {}", std::io::Error::last_os_error());
         unsynced += block.len() as u64;
         if unsynced >= commit_bytes {
             f.sync_data().unwrap();
@@ -264,7 +276,7 @@ fn main() {
     println!(
         "writer: io_mode {:?}, commit every {} ms or {} bytes, {} batches in flight; {rounds} rounds per size \
          (dd and dd + fdatasync first, in turns; then writer, std, reference, rotated), medians; \
-         reference = buffered 1 MiB writes + fdatasync every {} bytes, one file",
+         reference = buffered 1 MiB writes, each with sync_file_range(WRITE), + fdatasync every {} bytes, one file",
         o.io_mode,
         o.commit_interval.as_millis(),
         o.commit_bytes,
