@@ -5,6 +5,7 @@
 #     sync_file_range write-out hint, fdatasync every 8 MiB, one file) for 64 B, 4 KiB, 64 KiB,
 #     1 MiB records; durable latency p50/p99 at 100 MB/s.
 #  2. end to end: synthetic ingest -> iceoryx2 -> writer process, 64-byte messages, msgs/s.
+# Each of issue 3's goals gets a line "goal ...: met" or "goal ...: MISSED" with its numbers.
 # Usage: scripts/bench-writer.sh [DIR (default target/bench-writer)] [MiB per case (default 256)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,8 @@ cargo build --release -q -p writer --example bench_writer
 cargo build --release -q -p ingest -p writer
 mkdir -p "$dir"
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/Model name: *//p'), kernel $(uname -r), $(findmnt -n -o FSTYPE -T "$dir") on $(findmnt -n -o SOURCE -T "$dir")"
+# How busy the disk was just before (the ratios to dd and the latency tail move with it).
+if [[ -r /proc/pressure/io ]]; then echo "io pressure before the run: $(head -n 1 /proc/pressure/io)"; fi
 target/release/examples/bench_writer "$dir" "$mib"
 
 # End to end: one robot, one std_msgs/String topic whose CDR payload is 64 bytes, offered as
@@ -61,7 +64,8 @@ rec = (w2["messages"] - w1["messages"]) / dt
 off = (offered(i2) - offered(i1)) / dt
 drop = (i2["dropped"] - i1["dropped"]) / dt
 print(f"end to end (64 B payload, synthetic ingest -> iceoryx2 -> writer): offered {off:,.0f} msg/s, "
-      f"recorded {rec:,.0f} msg/s, dropped (counted) {drop:,.0f} msg/s over {dt:.1} s")
+      f"recorded {rec:,.0f} msg/s, dropped (counted) {drop:,.0f} msg/s over {dt:.1f} s")
+print(f"goal >= 1 M msg/s end to end at 64 B: {'met' if rec >= 1e6 else 'MISSED'} ({rec:,.0f} msg/s)")
 EOT
 target/release/fleetrec-writer inspect "$e2e/recordings" | tail -n 3
 # Every sequence number inspect finds missing must be one ingest counted as dropped.
