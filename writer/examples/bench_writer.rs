@@ -348,8 +348,9 @@ fn main() {
             msgs.push(w_msgs);
             ss.push(s_mbs);
         }
+        let (w_dd, ref_dd) = (median(r_dd), median(r_ref_dd));
         if size >= 4096 {
-            goal_rows.push((size, median(r_dd.clone()), median(r_ref_dd.clone())));
+            goal_rows.push((size, w_dd, ref_dd));
         }
         println!(
             "| {size} B | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
@@ -359,11 +360,11 @@ fn main() {
             median(dds),
             median(dsyncs),
             median(refs),
-            median(r_dd),
+            w_dd,
             median(r_dsync),
             median(r_std),
             median(r_ref),
-            median(r_ref_dd)
+            ref_dd
         );
     }
     if !goal_rows.is_empty() && std::env::var("BENCH_WRITER_ONLY").is_err() {
