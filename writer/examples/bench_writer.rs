@@ -303,6 +303,9 @@ fn main() {
             v[n / 2]
         }
     };
+    // BENCH_WRITER_ONLY=1: no baselines (for profiling the writer alone), no goal lines, no
+    // latency run.
+    let only = std::env::var("BENCH_WRITER_ONLY").is_ok();
     // Per record size >= 4 KiB: the medians of writer/dd and reference/dd (for the goal line).
     let mut goal_rows: Vec<(usize, f64, f64)> = Vec::new();
     for size in sizes {
@@ -313,8 +316,6 @@ fn main() {
         let (mut dsyncs, mut r_dsync) = (Vec::new(), Vec::new());
         let (mut refs, mut r_ref, mut r_ref_dd) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
-            // BENCH_WRITER_ONLY=1: no baselines (for profiling the writer alone).
-            let only = std::env::var("BENCH_WRITER_ONLY").is_ok();
             let (mut d, mut ds, mut w, mut s_mbs, mut r) =
                 (f64::NAN, f64::NAN, (f64::NAN, f64::NAN), f64::NAN, f64::NAN);
             // On the test VM a run right after a `dd` (and the deletion of its file) is 5-10%
@@ -367,7 +368,7 @@ fn main() {
             ref_dd
         );
     }
-    if !goal_rows.is_empty() && std::env::var("BENCH_WRITER_ONLY").is_err() {
+    if !goal_rows.is_empty() && !only {
         let met = goal_rows.iter().all(|(_, r, _)| *r >= 0.90);
         let list = |f: fn(&(usize, f64, f64)) -> f64| {
             goal_rows.iter().map(|row| format!("{:.2} at {} B", f(row), row.0)).collect::<Vec<_>>().join(", ")
@@ -378,7 +379,7 @@ fn main() {
         // favoured `dd` (which syncs nothing) over any writer that syncs as often as ours.
         println!("  (reference/dd on this disk in this run: {})", list(|r| r.2));
     }
-    if std::env::var("BENCH_WRITER_ONLY").is_ok() {
+    if only {
         return;
     }
     println!();
